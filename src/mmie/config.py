@@ -1,0 +1,254 @@
+"""Typed run configuration: YAML files plus ``--set key.path=value`` overrides.
+
+Every key is checked: an unknown key in a file or an override is a :class:`ConfigError` that
+names the key and the closest valid ones, so an edit never silently does nothing. The fully
+resolved configuration is saved beside every checkpoint (``config.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from mmie.errors import ConfigError
+
+TASKS = ("ner", "re", "typing")
+MODEL_TYPES = ("text", "fusion", "mmib", "mg_vmoe")
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"
+    """Catalog name (twitter2015, twitter2017, mnre, synthetic) or a directory of files."""
+    data_dir: str | None = None
+    """Root of the data sets (default: $MMIE_DATA, then ../shared/data)."""
+    image_dir: str | None = None
+    """Where the images are (default: the catalog's image folder under data_dir)."""
+    image_policy: str = "error"
+    """Missing or broken image: error (default), skip (drop the example), blank (grey image)."""
+    max_length: int = 128
+    limit_train: int | None = None
+    """Use only the first N training examples (quick runs; recorded in the results)."""
+    limit_eval: int | None = None
+    zero_shot_seed: int = 0
+    """MNRE relation folds: seed of the seen / validation / unseen shuffle."""
+    zero_shot_fold: int = 0
+    """Entity typing: which rotation of the three label groups (0, 1, 2)."""
+    held_out_type: str | None = None
+    """Twitter leave-one-type-out zero-shot typing: the unseen type."""
+    label_descriptions: str | None = None
+    """JSON file {label: description} used to embed labels (default: built-in resources)."""
+    synthetic_size: int = 600
+    """Training posts of the generated synthetic set (valid/test get a quarter each)."""
+
+
+@dataclass
+class ModelConfig:
+    type: str = "mmib"
+    """text | fusion | mmib | mg_vmoe"""
+    task: str = "ner"
+    """ner | re | typing"""
+    text_encoder: str = "minilm"
+    vision_encoder: str = "efficientnet_lite0"
+    dropout: float = 0.1
+    fusion: str = "cross"
+    """cross (MMIB's cross-modal attention) | concat (simple fusion baseline)"""
+    use_regions: bool = True
+    """Feed the region grid (not only the global vector) to fusion."""
+    # --- MMIB -----------------------------------------------------------------------------
+    refinement: bool = True
+    alignment: bool = True
+    alignment_estimator: str = "discriminator"
+    """discriminator (paper, BCE over matched vs shifted pairs) | infonce"""
+    beta_align: float = 1.0
+    beta_kl_text: float = 1.0
+    beta_kl_image: float = 1.0
+    vib_attention: bool = True
+    crf_constraints: bool = True
+    # --- MG-VMoE --------------------------------------------------------------------------
+    num_experts: int = 8
+    gating: str = "dense"
+    """dense (paper's code) | topk"""
+    top_k: int = 2
+    beta_aux: float = 1.0
+    beta_kl: float = 1.0
+    beta_nce: float = 1.0
+    beta_vat: float = 1.0
+    vat: str = "learned"
+    """learned (paper) | power | off"""
+    proj_dim: int = 256
+    margin: float = 1.0
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 3
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    lr: float = 3e-5
+    head_lr: float = 1e-3
+    """Learning rate of everything outside the text encoder (fusion, VIB, heads)."""
+    crf_lr: float = 5e-2
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.03
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    patience: int = 5
+    """Early stopping on the dev metric (epochs without improvement)."""
+    num_workers: int = 0
+    log_every_n_steps: int = 10
+    checkpoint_every_n_steps: int = 0
+    """Also checkpoint every N optimizer steps (0: epoch ends only), for resume after a crash."""
+    progress: bool = True
+    deterministic: bool = True
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    output_dir: str = "runs/default"
+    cache_dir: str | None = None
+    """Image feature cache (default: ~/.cache/mmie/features or $MMIE_CACHE)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    # ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        tmp.replace(path)
+
+    def validate(self) -> "RunConfig":
+        _choice("model.type", self.model.type, MODEL_TYPES)
+        _choice("model.task", self.model.task, TASKS)
+        _choice("model.fusion", self.model.fusion, ("cross", "concat"))
+        _choice("model.alignment_estimator", self.model.alignment_estimator,
+                ("discriminator", "infonce"))
+        _choice("model.gating", self.model.gating, ("dense", "topk"))
+        _choice("model.vat", self.model.vat, ("learned", "power", "off"))
+        _choice("data.image_policy", self.data.image_policy, ("error", "skip", "blank"))
+        if self.model.type == "mg_vmoe" and self.model.task == "ner":
+            raise ConfigError("model.type=mg_vmoe is a zero-shot model: use model.task=typing or re")
+        if self.trainer.batch_size < 1 or self.trainer.grad_accum < 1:
+            raise ConfigError("trainer.batch_size and trainer.grad_accum must be >= 1")
+        return self
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key.split(".")[-1], valid, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ConfigError(f"unknown config key '{key}' in {where}{hint} "
+                       f"(valid: {', '.join(sorted(valid))})")
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    """Check a value against a field type (int, float, str, bool, optional, Any)."""
+    if typ is Any:
+        return value
+    args = getattr(typ, "__args__", None)
+    optional = args is not None and type(None) in args
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key '{key}' may not be null")
+    base = [a for a in args if a is not type(None)][0] if optional else typ
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+    elif base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif base is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        return value
+    raise ConfigError(f"config key '{key}' expects {getattr(base, '__name__', base)}, "
+                      f"got {value!r}")
+
+
+def _apply(obj: Any, data: dict[str, Any], prefix: str, where: str) -> None:
+    fields = _fields(type(obj))
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            raise _unknown(full, list(fields), where)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{full}' is a section; expected a mapping in {where}")
+            _apply(current, value, full + ".", where)
+        else:
+            setattr(obj, key, _coerce(full, value, fields[key]))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``'trainer.max_epochs=10'`` -> ``('trainer.max_epochs', 10)`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def nest(key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                extra: dict[str, Any] | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from defaults, a YAML file, a dict and ``key=value`` strings."""
+    cfg = RunConfig()
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+        _apply(cfg, data, "", str(p))
+    if extra:
+        _apply(cfg, extra, "", "arguments")
+    for ov in overrides or []:
+        key, value = parse_override(ov)
+        _apply(cfg, nest(key, value), "", f"override --set {ov}")
+    return cfg.validate()
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    cfg = RunConfig()
+    _apply(cfg, data, "", "saved config")
+    return cfg.validate()
