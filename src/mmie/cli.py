@@ -1,0 +1,354 @@
+"""The ``mmie`` command: thin wrappers around importable functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import mmie
+from mmie.errors import MMIEError
+
+EXAMPLES = {
+    "train": "mmie train configs/mmib_twitter2015.yaml --set trainer.max_epochs=10 --set seed=2",
+    "evaluate": "mmie evaluate runs/mmib-twitter2015/model --data twitter2015 --split test "
+                "--output preds.jsonl",
+    "predict": "mmie predict runs/mmib-twitter2015/model --text 'Jordan scores 30 in Chicago' "
+               "--image post.jpg",
+    "serve": "mmie serve runs/mmib-twitter2015/model --port 8000",
+    "plot": "mmie plot runs/mmib-twitter2015",
+    "demo": "mmie demo --output-dir runs/demo",
+    "extract": "mmie extract --ner runs/ner/model --re runs/re/model --text '...' --image post.jpg",
+}
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="mmie", formatter_class=fmt,
+                                description="Multimodal information extraction (text + image): "
+                                "MMIB, MG-VMoE, baselines.\n\nExamples:\n  " +
+                                "\n  ".join(EXAMPLES.values()))
+    p.add_argument("--version", action="version", version=f"mmie {mmie.__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        ex = EXAMPLES.get(name)
+        return sub.add_parser(name, help=help_, formatter_class=fmt, description=help_ +
+                              (f"\n\nExample:\n  {ex}" if ex else ""))
+
+    # data ------------------------------------------------------------------------------------
+    d = add("data", "inspect, validate, download or generate data sets")
+    dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
+    st = dsub.add_parser("stats", help="per-split counts of a data set (name or path)",
+                         description="Example:\n  mmie data stats twitter2015 --data-dir ../shared/data",
+                         formatter_class=fmt)
+    st.add_argument("name")
+    st.add_argument("--data-dir", help="data root (default $MMIE_DATA, then ../shared/data)")
+    st.add_argument("--image-dir")
+    st.add_argument("--json", action="store_true")
+    va = dsub.add_parser("validate", help="check files, SHA-256 and counts against the catalog")
+    va.add_argument("name")
+    va.add_argument("--data-dir")
+    va.add_argument("--json", action="store_true")
+    dl = dsub.add_parser("download", help="download a data set's text files (needs internet)")
+    dl.add_argument("name")
+    dl.add_argument("--data-dir")
+    sy = dsub.add_parser("synthetic", help="generate the synthetic demo set (text + pictures)")
+    sy.add_argument("output_dir")
+    sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--n-train", type=int, default=600)
+
+    # train -----------------------------------------------------------------------------------
+    t = add("train", "train a model from a YAML recipe (configs/) with overrides")
+    t.add_argument("config", nargs="?", help="YAML recipe; defaults apply when omitted")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set trainer.max_epochs=10 (repeatable)")
+    t.add_argument("--output-dir", help="run directory (config key output_dir)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--devices", help="devices per node (trainer.devices), e.g. 2")
+    t.add_argument("--strategy", help="trainer.strategy, e.g. ddp")
+    t.add_argument("--accelerator", help="cpu, gpu or auto (trainer.accelerator)")
+    t.add_argument("--num-nodes", type=int, help="trainer.num_nodes")
+    t.add_argument("--precision", help="trainer.precision, e.g. bf16-mixed")
+    t.add_argument("--resume", action="store_true", help="continue from checkpoints/last.ckpt")
+
+    # evaluate ----------------------------------------------------------------------------------
+    e = add("evaluate", "score a saved model on a split and write per-example predictions")
+    e.add_argument("model_dir")
+    e.add_argument("--data", help="catalog name or directory (default: the training data)")
+    e.add_argument("--data-dir")
+    e.add_argument("--image-dir")
+    e.add_argument("--image-policy", choices=["error", "skip", "blank"])
+    e.add_argument("--split", default="test")
+    e.add_argument("--output", help="predictions JSONL (gold and predicted per example)")
+    e.add_argument("--limit", type=int)
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--json", action="store_true", help="print the full JSON result")
+
+    # predict -----------------------------------------------------------------------------------
+    pr = add("predict", "predict on new text (+ picture), or on a JSONL file of posts")
+    pr.add_argument("model_dir")
+    pr.add_argument("--text")
+    pr.add_argument("--image", help="path of the picture (optional)")
+    pr.add_argument("--head", help="head mention character offsets START,END (RE, typing)")
+    pr.add_argument("--tail", help="tail mention character offsets START,END (RE)")
+    pr.add_argument("--candidate-labels", help="comma-separated labels (zero-shot models)")
+    pr.add_argument("--input", help='JSONL: one {"text", "image", "head", "tail"} per line')
+    pr.add_argument("--output", help="write results as JSONL here (default: stdout)")
+
+    # extract ---------------------------------------------------------------------------------
+    ex = add("extract", "raw post (+ picture) -> entities and relations (NER then RE)")
+    ex.add_argument("--ner", required=True, help="NER model directory")
+    ex.add_argument("--re", required=True, help="RE model directory")
+    ex.add_argument("--text")
+    ex.add_argument("--image")
+    ex.add_argument("--input")
+    ex.add_argument("--output")
+    ex.add_argument("--no-type-constraints", action="store_true")
+
+    # serve / plot / demo -----------------------------------------------------------------------
+    s = add("serve", "HTTP service and web page for a saved model")
+    s.add_argument("model_dir")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    pl = add("plot", "write PNG figures (loss terms, dev metrics, confusion) of a run")
+    pl.add_argument("run_dir")
+    pl.add_argument("--out-dir")
+    dm = add("demo", "the main job on the embedded defaults: generate the synthetic set, train "
+                     "MMIB, evaluate, reload and predict")
+    dm.add_argument("--output-dir", default="runs/demo")
+    dm.add_argument("--epochs", type=int, default=4)
+    dm.add_argument("--task", choices=["ner", "re"], default="ner")
+    dm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return p
+
+
+def _offsets(text: str | None, name: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise MMIEError(f"--{name} must be START,END character offsets, got {text!r}") from None
+    return a, b
+
+
+def _read_jsonl_items(path: str) -> list[dict[str, Any]]:
+    from mmie.data.io import iter_lines
+    from mmie.errors import DataError
+
+    items = []
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON ({e.msg})", path=path, line=lineno) from None
+        if not isinstance(d, dict):
+            raise DataError("expected a JSON object per line", path=path, line=lineno)
+        items.append(d)
+    return items
+
+
+def _write_results(results: list[Any], output: str | None) -> None:
+    if output is None:
+        for r in results:
+            print(json.dumps(r, ensure_ascii=False))
+        return
+    out = Path(output)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in results:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    print(f"wrote {len(results)} results to {out}", file=sys.stderr)
+
+
+def cmd_data(a: argparse.Namespace) -> int:
+    from mmie.data import catalog, stats
+
+    if a.data_command == "stats":
+        d = stats.dataset_stats(a.name, data_dir=a.data_dir, image_dir=a.image_dir)
+        print(json.dumps(d, indent=2) if a.json else stats.format_stats(d))
+    elif a.data_command == "validate":
+        rep = catalog.validate(a.name, data_dir=a.data_dir)
+        if a.json:
+            _print_json(rep)
+        else:
+            print(catalog.format_validation(rep) if hasattr(catalog, "format_validation") else rep)
+        return 0 if rep.get("ok", False) else 1
+    elif a.data_command == "download":
+        catalog.download(a.name, data_dir=a.data_dir)
+    elif a.data_command == "synthetic":
+        from mmie.data.synthetic import generate
+
+        n = a.n_train
+        _print_json(generate(a.output_dir, seed=a.seed, n_train=n, n_valid=max(1, n // 4),
+                             n_test=max(1, n // 4)))
+    else:
+        print("usage: mmie data {stats,validate,download,synthetic} ...", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from mmie.config import load_config
+    from mmie.training.train import train
+
+    extra: dict[str, Any] = {}
+    tr: dict[str, Any] = {}
+    if a.output_dir:
+        extra["output_dir"] = a.output_dir
+    if a.seed is not None:
+        extra["seed"] = a.seed
+    if a.devices is not None:
+        tr["devices"] = int(a.devices) if str(a.devices).isdigit() else a.devices
+    for key in ("strategy", "accelerator", "num_nodes", "precision"):
+        if getattr(a, key) is not None:
+            tr[key] = getattr(a, key)
+    if tr:
+        extra["trainer"] = tr
+    cfg = load_config(a.config, a.overrides, extra)
+    summary = train(cfg, resume=a.resume)
+    if summary:
+        _print_json({k: v for k, v in summary.items() if k != "report"})
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from mmie.inference.evaluate import evaluate
+
+    res = evaluate(a.model_dir, data=a.data, split=a.split, data_dir=a.data_dir,
+                   image_dir=a.image_dir, image_policy=a.image_policy, output=a.output,
+                   batch_size=a.batch_size, limit=a.limit)
+    if a.json:
+        _print_json(res)
+    else:
+        keys = [k for k in ("precision", "recall", "f1", "strict_f1", "accuracy", "macro_f1")
+                if k in res]
+        print(f"{res['data']} {res['split']} (n={res['n']}): " +
+              "  ".join(f"{k}={res[k]:.4f}" for k in keys))
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from mmie.inference.predictor import load
+
+    pred = load(a.model_dir)
+    if a.input:
+        items = _read_jsonl_items(a.input)
+        from tqdm.auto import tqdm
+
+        results = []
+        for i in tqdm(range(0, len(items), 32), desc="predict", disable=len(items) <= 32):
+            results.extend(pred.predict_batch(items[i:i + 32]))
+        _write_results(results, a.output)
+        return 0
+    if a.text is None:
+        raise MMIEError("give --text (and optionally --image) or --input FILE.jsonl")
+    cands = [c.strip() for c in a.candidate_labels.split(",")] if a.candidate_labels else None
+    res = pred.predict(text=a.text, image=a.image, head=_offsets(a.head, "head"),
+                       tail=_offsets(a.tail, "tail"), candidate_labels=cands)
+    _print_json(res)
+    return 0
+
+
+def cmd_extract(a: argparse.Namespace) -> int:
+    from mmie.inference.pipeline import pipeline
+
+    pipe = pipeline(ner=a.ner, re=a.re, type_constraints=not a.no_type_constraints)
+    if a.input:
+        items = _read_jsonl_items(a.input)
+        _write_results(pipe.extract_batch(items, progress=True), a.output)
+        return 0
+    if a.text is None:
+        raise MMIEError("give --text (and optionally --image) or --input FILE.jsonl")
+    _print_json(pipe.extract(a.text, image=a.image))
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from mmie.serve.app import serve
+
+    serve(a.model_dir, host=a.host, port=a.port)
+    return 0
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from mmie.plots.figures import plot_run
+
+    for p in plot_run(a.run_dir, a.out_dir):
+        print(p)
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """Synthetic set -> MMIB training -> test evaluation -> reload -> prediction."""
+    from mmie.config import load_config
+    from mmie.inference.predictor import load
+    from mmie.training.train import train
+
+    cfg_file = Path(__file__).resolve().parents[2] / "configs" / f"mmib_synthetic_{a.task}.yaml"
+    overrides = [f"output_dir={a.output_dir}", f"trainer.max_epochs={a.epochs}", *a.overrides]
+    cfg = load_config(cfg_file if cfg_file.exists() else None, overrides,
+                      None if cfg_file.exists() else {"model": {"task": a.task}})
+    summary = train(cfg)
+    _print_json({k: v for k, v in summary.items() if k != "report"})
+    pred = load(Path(a.output_dir) / "model")
+    from mmie.training.data import image_dir_for, load_examples
+
+    ex = load_examples(cfg, "test")[0]
+    img_dir = image_dir_for(cfg, "test")
+    image = str(Path(img_dir) / ex.image) if img_dir and ex.image else None
+    text = " ".join(ex.tokens)
+    if a.task == "ner":
+        res = pred.predict(text=text, image=image)
+    else:
+        offs, pos = [], 0
+        for w in ex.tokens:
+            offs.append((pos, pos + len(w)))
+            pos += len(w) + 1
+        h, t = ex.head, ex.tail
+        res = pred.predict(text=text, image=image, head=(offs[h.start][0], offs[h.end - 1][1]),
+                           tail=(offs[t.start][0], offs[t.end - 1][1]))
+    print(f"\nreloaded {a.output_dir}/model and predicted on a test post:\n  text: {text}\n"
+          f"  image: {image}")
+    _print_json(res)
+    return 0
+
+
+COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
+            "predict": cmd_predict, "extract": cmd_extract, "serve": cmd_serve,
+            "plot": cmd_plot, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if a.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[a.command](a) or 0
+    except MMIEError as e:
+        print(f"mmie {a.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The rows every method is compared to: text only, and simple fusion without regularizers."""
+
+from __future__ import annotations
+
+import torch
+
+from mmie.models.base import ImageInput, MMIEModel
+
+
+class TextOnlyModel(MMIEModel):
+    """Text encoder + head (CRF for NER, head/tail marker classifier for RE). No image."""
+
+    uses_image = False
+
+    def represent(self, batch):
+        h = self.text(batch["input_ids"], batch["attention_mask"])
+        return self.dropout(h), {}
+
+
+class SimpleFusionModel(MMIEModel):
+    """Text encoder + image features, fused without any regularizer.
+
+    ``model.fusion=concat`` (default for this baseline): the projected global image vector is
+    concatenated to every token and mapped back to the hidden size. ``model.fusion=cross``:
+    the same cross-modal attention MMIB uses, over the global vector and the region grid.
+    """
+
+    def __init__(self, cfg, task, text_encoder, vision_encoder):
+        super().__init__(cfg, task, text_encoder, vision_encoder)
+        H = self.hidden
+        D = vision_encoder.out_dim
+        if cfg.fusion == "concat":
+            from mmie.modules.fusion import ConcatFusion
+
+            self.fusion = ConcatFusion(H, D)
+        else:
+            from mmie.modules.fusion import CrossModalFusion
+
+            self.image_in = ImageInput(D, H, use_regions=cfg.use_regions, dropout=cfg.dropout)
+            self.fusion = CrossModalFusion(H, num_heads=_heads(H), dropout=cfg.dropout)
+
+    def represent(self, batch):
+        h = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
+        g, r, present = self.image_features(batch)
+        if self.cfg.fusion == "concat":
+            g = g * present.unsqueeze(-1).to(g.dtype)
+            return self.fusion(h, g), {}
+        img, img_mask = self.image_in(g, r, present)
+        fused = self.fusion(h, batch["attention_mask"].bool(), img, img_mask)
+        if isinstance(fused, tuple):
+            fused = fused[0]
+        return fused, {}
+
+
+def _heads(hidden: int) -> int:
+    for n in (8, 6, 4, 2, 1):
+        if hidden % n == 0:
+            return n
+    return 1
+
+
+__all__ = ["TextOnlyModel", "SimpleFusionModel", "_heads", "torch"]

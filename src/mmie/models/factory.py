@@ -1,0 +1,112 @@
+"""Build a model from its config, and save / load it in the ``save_pretrained`` layout.
+
+A model directory holds::
+
+    config.json          mmie version, model + data settings, task and labels, encoder names
+    model.safetensors    every weight (text encoder, frozen vision encoder, heads)
+    text_encoder/        tokenizer files and the text encoder's transformers config
+    vision_encoder.json  how to rebuild the vision encoder and preprocess images
+
+Loading never downloads: architectures are rebuilt from the saved configs and the weights
+come from ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mmie
+from mmie.config import ModelConfig, RunConfig, config_from_dict
+from mmie.errors import MMIEError
+
+
+def build_task(task_dict: dict[str, Any]):
+    from mmie.tasks.ner import NERTask
+    from mmie.tasks.re import RETask
+
+    name = task_dict["task"]
+    if name == "ner":
+        return NERTask(task_dict["labels"])
+    if name == "re":
+        return RETask(task_dict["labels"])
+    if name in ("typing", "zs_re"):
+        from mmie.tasks.zs import ZeroShotTask
+
+        return ZeroShotTask.from_dict(task_dict)
+    raise MMIEError(f"unknown task {name!r}")
+
+
+def build_model(cfg: ModelConfig, task, text_encoder, vision_encoder=None):
+    from mmie.models.baselines import SimpleFusionModel, TextOnlyModel
+    from mmie.models.mmib import MMIBModel
+
+    if cfg.type == "mg_vmoe":
+        from mmie.models.mg_vmoe import MGVMoEModel
+
+        return MGVMoEModel(cfg, task, text_encoder, vision_encoder)
+    cls = {"text": TextOnlyModel, "fusion": SimpleFusionModel, "mmib": MMIBModel}[cfg.type]
+    return cls(cfg, task, text_encoder, vision_encoder)
+
+
+def save_pretrained(model, task, run_cfg: RunConfig, directory: str | Path,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write a self-contained model directory (atomically: a temporary folder, then rename)."""
+    import shutil
+
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    meta = {"mmie_version": mmie.__version__, "format": 1,
+            "run": run_cfg.to_dict(), "task": task.to_dict(),
+            "text_encoder": model.text.name,
+            "vision_encoder": getattr(model.vision, "name", None) if model.vision is not None else None}
+    if extra:
+        meta.update(extra)
+    (tmp / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    model.text.save_pretrained(tmp / "text_encoder")
+    if model.vision is not None:
+        model.vision.save_config(tmp / "vision_encoder.json")
+    save_model(model, str(tmp / "model.safetensors"))
+    if directory.exists():
+        old = directory.with_name(directory.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(directory)
+    return directory
+
+
+def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu"):
+    """``(model, task, run_config, meta)`` from a directory written by :func:`save_pretrained`."""
+    from safetensors.torch import load_model
+
+    from mmie.encoders.text import TextEncoder
+    from mmie.encoders.vision import VisionEncoder
+
+    directory = Path(directory)
+    cfg_path = directory / "config.json"
+    if not cfg_path.exists():
+        raise MMIEError(f"{directory} is not an mmie model directory (no config.json); "
+                        "pass the 'model' folder inside a run directory")
+    meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    run_cfg = config_from_dict(meta["run"])
+    task = build_task(meta["task"])
+    text = TextEncoder.from_saved(directory / "text_encoder")
+    vision = None
+    if (directory / "vision_encoder.json").exists():
+        vision = VisionEncoder.from_config_file(directory / "vision_encoder.json")
+    model = build_model(run_cfg.model, task, text, vision)
+    load_model(model, str(directory / "model.safetensors"), strict=True, device=str(map_location))
+    model.eval()
+    return model, task, run_cfg, meta

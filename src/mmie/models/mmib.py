@@ -1,0 +1,86 @@
+"""MMIB (Cui et al., TASLP 2024, arXiv 2304.02328): multimodal NER and RE with a refinement
+regularizer (a variational information bottleneck per modality) and an alignment regularizer
+(a mutual-information discriminator between paired text and image representations).
+
+Composition (each part a module of :mod:`mmie.modules`)::
+
+    words ──text encoder──> H_t ──VIB_t──> Z_t ─┐
+                                                ├─ cross-modal fusion ─> head (CRF / pair)
+    image ──frozen vision──> [global; regions] ──proj──> H_v ──VIB_v──> Z_v ─┘
+    alignment:  MI discriminator on (Z_t[CLS], Z_v[global])
+
+    loss = task + beta_align * align + beta_kl_text * KL_t + beta_kl_image * KL_v
+
+Each regularizer is switched and weighted from the config (``model.refinement``,
+``model.alignment``, ``model.beta_*``), so the paper's ablations are config changes:
+w/o refinement (no VIB: Z = H, no KL), w/o alignment, w/o both; text-only is
+``model.type=text``. Choices where the paper leaves room are listed in ``docs/mmib.md``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mmie.models.base import ImageInput, MMIEModel
+from mmie.models.baselines import _heads
+
+
+class MMIBModel(MMIEModel):
+    def __init__(self, cfg, task, text_encoder, vision_encoder):
+        super().__init__(cfg, task, text_encoder, vision_encoder)
+        from mmie.modules.alignment import MIDiscriminator
+        from mmie.modules.fusion import CrossModalFusion
+        from mmie.modules.vib import VariationalEncoder
+
+        H = self.hidden
+        self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=cfg.use_regions,
+                                   dropout=cfg.dropout)
+        if cfg.refinement:
+            self.vib_text = VariationalEncoder(H, H, num_heads=_heads(H),
+                                               attention=cfg.vib_attention, dropout=cfg.dropout)
+            self.vib_image = VariationalEncoder(H, H, num_heads=_heads(H),
+                                                attention=cfg.vib_attention, dropout=cfg.dropout)
+        if cfg.alignment and cfg.alignment_estimator == "discriminator":
+            self.discriminator = MIDiscriminator(H, H)
+        self.fusion = CrossModalFusion(H, num_heads=_heads(H), dropout=cfg.dropout)
+
+    def term_weights(self):
+        return {"align": self.cfg.beta_align, "kl_text": self.cfg.beta_kl_text,
+                "kl_image": self.cfg.beta_kl_image}
+
+    def represent(self, batch):
+        from mmie.modules.vib import gaussian_kl
+
+        cfg = self.cfg
+        text_mask = batch["attention_mask"].bool()
+        h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
+        g, r, present = self.image_features(batch)
+        h_v, img_mask = self.image_in(g, r, present)
+        terms: dict[str, torch.Tensor] = {}
+        if cfg.refinement:
+            out_t = self.vib_text(h_t, text_mask)
+            # posts without an image: the image bottleneck still runs (masked keys are
+            # replaced by the all-visible mask inside it), but its KL is not counted
+            vib_mask = img_mask | ~present.bool().unsqueeze(1)
+            out_v = self.vib_image(h_v, vib_mask)
+            z_t, z_v = out_t.z, out_v.z
+            terms["kl_text"] = gaussian_kl(out_t.mu, out_t.logvar, mask=text_mask)
+            if bool(present.any()):
+                terms["kl_image"] = gaussian_kl(out_v.mu, out_v.logvar, mask=img_mask)
+        else:
+            z_t, z_v = h_t, h_v
+        if cfg.alignment and self.training:
+            keep = present.bool()
+            if int(keep.sum()) >= 2:
+                t_vec, v_vec = z_t[keep, 0], z_v[keep, 0]
+                if cfg.alignment_estimator == "discriminator":
+                    out = self.discriminator(t_vec, v_vec)
+                    terms["align"] = out[0] if isinstance(out, tuple) else out
+                else:
+                    from mmie.modules.alignment import info_nce
+
+                    terms["align"] = info_nce(t_vec, v_vec)
+        fused = self.fusion(z_t, text_mask, z_v, img_mask)
+        if isinstance(fused, tuple):
+            fused = fused[0]
+        return fused, terms

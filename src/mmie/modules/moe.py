@@ -1,0 +1,181 @@
+"""Variational mixture of experts (the VMoE layer of MG-VMoE, Zhou et al. 2025).
+
+Each expert is a variational information bottleneck: two linear heads give the mean and the
+log-variance of a Gaussian latent, a sample ``z = mu + sigma * eps`` (training) or ``z = mu``
+(evaluation) is projected back to the model width. A per-token softmax gate mixes the experts::
+
+    g = softmax(W_g x)                                   [B, T, E]
+    y = x + LayerNorm(dropout(sum_e g_e * expert_e(x)))  [B, T, D]
+
+MG-VMoE applies the *same* layer instance to the text token sequence and to the image patch
+sequence ("uni-backbone"): call it once per modality with that modality's mask.
+
+Gating:
+
+* ``"dense"`` (the paper's code): every expert contributes with its softmax weight.
+* ``"topk"``: the ``k`` largest gates are kept and renormalised to sum to 1; the others are
+  zero. All experts are still evaluated (8 small experts; the option changes the routing, not
+  the compute).
+
+Auxiliary terms (returned, not weighted; the model decides the weights and signs):
+
+* ``kl``: gate-weighted KL of the experts' posteriors to N(0, I),
+  ``sum_{valid t} sum_e g_{t,e} KL_e(t) / #valid``, where ``KL_e(t)`` is the per-element
+  Gaussian KL averaged over the latent dimension (the element-mean convention of
+  :func:`mmie.modules.vib.gaussian_kl`).
+* ``gate_entropy``: mean over valid tokens of ``-sum_e g_e log g_e`` of the (pre-top-k) softmax
+  gate. The auxiliary term for dense gating in the paper's code.
+* ``load_balance``: Switch-Transformer style ``E * sum_i f_i * P_i``, with ``P_i`` the mean
+  softmax gate of expert ``i`` over valid tokens and ``f_i`` the fraction of routing slots
+  sent to expert ``i`` (each valid token sends ``k`` slots to its top-k experts, so
+  ``sum_i f_i = 1``; dense gating counts its top-1 expert). It equals 1 under perfectly
+  uniform routing. The auxiliary term for the top-k option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mmie.errors import ConfigError
+
+GATINGS = ("dense", "topk")
+
+
+@dataclass
+class MoEOutput:
+    """What one :class:`VMoELayer` call returns."""
+
+    #: ``[B, T, D]`` residual output
+    hidden: torch.Tensor
+    #: scalar, gate-weighted KL(q_e(z|x) || N(0, I)) over valid tokens
+    kl: torch.Tensor
+    #: scalar, mean entropy of the softmax gate over valid tokens
+    gate_entropy: torch.Tensor
+    #: scalar, Switch-style load-balancing term (1.0 when routing is uniform)
+    load_balance: torch.Tensor
+    #: ``[B, T, E]`` the mixing weights actually used (top-k zeroed and renormalised)
+    gates: torch.Tensor
+
+
+def _token_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(N(mu, exp(logvar)) || N(0, I)), averaged over the latent dim: ``[...]``."""
+    from mmie.modules.vib import gaussian_kl
+
+    kl = gaussian_kl(mu, logvar, reduction="none")
+    if kl.dim() == mu.dim():  # element-wise -> mean over the latent dimension
+        kl = kl.mean(dim=-1)
+    return kl
+
+
+class VariationalExpert(nn.Module):
+    """One expert: a Gaussian bottleneck ``dim -> latent_dim -> dim``.
+
+    ``forward(x)`` returns ``(out, mu, logvar)``; in training ``z`` is sampled with the
+    reparameterisation trick, in evaluation ``z = mu`` (deterministic).
+    """
+
+    def __init__(self, dim: int, latent_dim: int | None = None):
+        super().__init__()
+        latent_dim = latent_dim or dim
+        self.mu = nn.Linear(dim, latent_dim)
+        self.logvar = nn.Linear(dim, latent_dim)
+        self.out = nn.Linear(latent_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu = self.mu(x)
+        logvar = self.logvar(x)
+        if self.training:
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        else:
+            z = mu
+        return self.out(z), mu, logvar
+
+
+class VMoELayer(nn.Module):
+    """A residual mixture of :class:`VariationalExpert` s with a per-token softmax gate.
+
+    Args:
+        dim: model width ``D`` (input and output).
+        num_experts: ``E`` (8 in MG-VMoE).
+        latent_dim: width of each expert's latent (default ``dim``; 768 in the paper).
+        gating: ``"dense"`` (default, the paper's code) or ``"topk"``.
+        k: experts kept per token when ``gating="topk"``.
+        dropout: dropout on the mixed expert output before the LayerNorm.
+    """
+
+    def __init__(self, dim: int, num_experts: int = 8, latent_dim: int | None = None,
+                 gating: str = "dense", k: int = 2, dropout: float = 0.1):
+        super().__init__()
+        if gating not in GATINGS:
+            raise ConfigError(f"model.moe_gating: unknown gating {gating!r}; "
+                              f"expected one of {', '.join(GATINGS)}")
+        if num_experts < 1:
+            raise ConfigError(f"model.num_experts must be >= 1, got {num_experts}")
+        if gating == "topk" and not 1 <= k <= num_experts:
+            raise ConfigError(f"model.moe_k must be in [1, num_experts={num_experts}], got {k}")
+        self.dim = dim
+        self.num_experts = num_experts
+        self.gating = gating
+        self.k = k if gating == "topk" else num_experts
+        self.gate = nn.Linear(dim, num_experts)
+        self.experts = nn.ModuleList(VariationalExpert(dim, latent_dim)
+                                     for _ in range(num_experts))
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gate probabilities for ``x [..., D]``.
+
+        Returns ``(probs, gates, assigned)``: the full softmax ``probs``, the mixing ``gates``
+        (equal to ``probs`` for dense gating, top-k renormalised otherwise) and the 0/1
+        ``assigned`` routing slots used by the load-balancing term (top-k; top-1 for dense).
+        """
+        probs = torch.softmax(self.gate(x).float(), dim=-1).to(x.dtype)
+        n_assign = self.k if self.gating == "topk" else 1
+        top = probs.topk(n_assign, dim=-1).indices
+        assigned = torch.zeros_like(probs).scatter_(-1, top, 1.0)
+        if self.gating == "topk":
+            kept = probs * assigned
+            gates = kept / kept.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(kept.dtype).tiny)
+        else:
+            gates = probs
+        return probs, gates, assigned
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> MoEOutput:
+        """Mix the experts over ``x [B, T, D]``; ``mask [B, T]`` (1/True = real token) limits
+        the auxiliary terms to real tokens (padded positions still get an output)."""
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"VMoELayer expects x of shape [B, T, {self.dim}], "
+                             f"got {tuple(x.shape)}")
+        if mask is None:
+            valid = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
+        else:
+            if mask.shape != x.shape[:2]:
+                raise ValueError(f"mask shape {tuple(mask.shape)} does not match x "
+                                 f"{tuple(x.shape[:2])}")
+            valid = mask.to(x.dtype)
+        n_valid = valid.sum().clamp_min(1.0)
+
+        probs, gates, assigned = self.route(x)
+        mixed = torch.zeros_like(x)
+        kl = x.new_zeros(())
+        for e, expert in enumerate(self.experts):
+            out, mu, logvar = expert(x)
+            g = gates[..., e]
+            mixed = mixed + g.unsqueeze(-1) * out
+            kl = kl + (g * _token_kl(mu, logvar) * valid).sum()
+        kl = kl / n_valid
+        hidden = x + self.norm(self.dropout(mixed))
+
+        entropy = -(probs * torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))).sum(-1)
+        gate_entropy = (entropy * valid).sum() / n_valid
+        w = valid.unsqueeze(-1)
+        p_mean = (probs * w).sum(dim=(0, 1)) / n_valid
+        n_slots = (assigned * w).sum().clamp_min(1.0)
+        f = (assigned * w).sum(dim=(0, 1)) / n_slots
+        load_balance = self.num_experts * (f * p_mean).sum()
+        return MoEOutput(hidden=hidden, kl=kl, gate_entropy=gate_entropy,
+                         load_balance=load_balance, gates=gates)

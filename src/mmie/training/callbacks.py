@@ -1,0 +1,62 @@
+"""Lightning callbacks: per-epoch / per-step JSON-lines logs written by rank 0 only."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.detach().float().item() if v.numel() == 1 else v.tolist()
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    return v
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON line and flush it to disk (a crash loses at most the current line)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({k: _plain(v) for k, v in row.items()}) + "\n")
+        f.flush()
+
+
+class JsonlLogger(L.Callback):
+    """Writes ``metrics.jsonl`` (one row per epoch: train means and dev metrics) and
+    ``steps.jsonl`` (every ``every_n_steps`` optimizer steps: each loss term)."""
+
+    def __init__(self, run_dir: str | Path, every_n_steps: int = 10):
+        self.run_dir = Path(run_dir)
+        self.every = max(1, every_n_steps)
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_global_zero or trainer.global_step % self.every:
+            return
+        terms = getattr(pl_module, "last_terms", {})
+        row = {"step": trainer.global_step, "epoch": trainer.current_epoch + 1}
+        row.update({f"train/{k}": v for k, v in terms.items()})
+        append_jsonl(self.run_dir / "steps.jsonl", row)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {k: _plain(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith(("train/", "dev/")) and not k.endswith("_step")}
+        metrics = {k.removesuffix("_epoch"): v for k, v in metrics.items()}
+        row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
+               "epoch_seconds": round(time.perf_counter() - self._epoch_start, 3)}
+        opt = trainer.optimizers[0] if trainer.optimizers else None
+        if opt is not None:
+            row["lr"] = opt.param_groups[0]["lr"]
+        row.update(metrics)
+        append_jsonl(self.run_dir / "metrics.jsonl", row)

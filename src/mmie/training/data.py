@@ -1,0 +1,189 @@
+"""From a run config to batches: read the splits, attach cached image features, collate.
+
+Image features of a frozen vision encoder are computed once per image (content hash +
+encoder identity) by :class:`mmie.encoders.cache.FeatureCache`; every training run after the
+first reads them from disk. Missing or broken images follow ``data.image_policy`` and are
+counted in the returned report (never silently replaced).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mmie.config import RunConfig
+from mmie.data.schema import Example
+from mmie.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SPLIT_ALIASES = {"train": ("train",), "dev": ("dev", "valid", "val"), "test": ("test",)}
+
+
+def default_cache_dir(cfg: RunConfig | None = None) -> Path:
+    if cfg is not None and cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    return Path(os.environ.get("MMIE_CACHE", Path.home() / ".cache" / "mmie"))
+
+
+def synthetic_dir(cfg: RunConfig) -> Path:
+    """Generate the synthetic demo set once per (size, seed 0) into the cache and return it."""
+    from mmie.data import synthetic
+
+    n = cfg.data.synthetic_size
+    root = default_cache_dir(cfg) / f"synthetic-n{n}"
+    if not (root / "DONE").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        synthetic.generate(root, seed=0, n_train=n, n_valid=max(1, n // 4), n_test=max(1, n // 4))
+        (root / "DONE").write_text("ok\n")
+    return root
+
+
+def dataset_source(cfg: RunConfig) -> tuple[str, Path | None]:
+    """The catalog name (or file directory) and data dir to read this run's task from."""
+    name = cfg.data.name
+    if name == "synthetic":
+        return "synthetic", synthetic_dir(cfg)
+    return name, Path(cfg.data.data_dir) if cfg.data.data_dir else None
+
+
+def load_examples(cfg: RunConfig, split: str) -> list[Example]:
+    from mmie.data import catalog
+
+    name, data_dir = dataset_source(cfg)
+    last: Exception | None = None
+    for alias in SPLIT_ALIASES.get(split, (split,)):
+        try:
+            res = catalog.load_split(name, alias, data_dir=data_dir, task=cfg.model.task)
+        except KeyError as e:  # split not known under this alias
+            last = e
+            continue
+        exs = res.examples
+        limit = cfg.data.limit_train if split == "train" else cfg.data.limit_eval
+        return exs[:limit] if limit else exs
+    raise ConfigError(f"data set {name!r} has no split {split!r} ({last})")
+
+
+def image_dir_for(cfg: RunConfig, split: str) -> Path | None:
+    from mmie.data import catalog
+
+    if cfg.data.image_dir:
+        return Path(cfg.data.image_dir)
+    name, data_dir = dataset_source(cfg)
+    return catalog.image_dir(name, split, data_dir=data_dir, task=cfg.model.task)
+
+
+@dataclass
+class ImageFeatures:
+    """Per-example rows into stacked features; row -1 = no image for that example."""
+
+    glob: torch.Tensor
+    regions: torch.Tensor
+    rows: dict[str, list[int]] = field(default_factory=dict)
+
+
+def pool_regions(regions: torch.Tensor, grid: int) -> torch.Tensor:
+    """Average-pool a square region grid ``[N, R, D]`` to ``grid x grid`` regions."""
+    n, r, d = regions.shape
+    side = int(round(r ** 0.5))
+    if grid <= 0 or side * side != r or side <= grid:
+        return regions
+    x = regions.transpose(1, 2).reshape(n, d, side, side)
+    x = torch.nn.functional.adaptive_avg_pool2d(x, grid)
+    return x.reshape(n, d, grid * grid).transpose(1, 2).contiguous()
+
+
+def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Example]],
+                           report: dict[str, Any], region_grid: int = 3) -> tuple[ImageFeatures, dict]:
+    """Load every split's images under the policy, encode them through the feature cache,
+    and drop examples whose image is skipped. Returns features and the kept examples."""
+    from mmie.data.images import ImageLoader
+    from mmie.encoders.cache import FeatureCache
+
+    cache = FeatureCache(default_cache_dir(cfg) / "features", vision)
+    keys: list[tuple[str, Any]] = []
+    key_row: dict[str, int] = {}
+    kept: dict[str, list[Example]] = {}
+    rows: dict[str, list[int]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for split, exs in splits.items():
+        loader = ImageLoader(image_dir_for(cfg, split), policy=cfg.data.image_policy)
+        kept[split], rows[split] = [], []
+        for ex in exs:
+            if ex.image is None:
+                if cfg.data.image_policy == "error":
+                    raise DataError(f"example {ex.id!r} has no image reference; choose "
+                                    "data.image_policy=skip or blank to go on without it")
+                if cfg.data.image_policy == "skip":
+                    continue
+            blanks_before = loader.counts.get("blank", 0)
+            img = loader.load(ex.image, example_id=ex.id) if ex.image is not None else None
+            if img is None and cfg.data.image_policy == "skip":
+                continue
+            if img is None:
+                from PIL import Image
+
+                img = Image.new("RGB", (224, 224), (128, 128, 128))
+                loader.counts["blank"] = loader.counts.get("blank", 0) + 1
+            # identical pictures (every blank image) share one cache entry and one row
+            is_blank = loader.counts.get("blank", 0) > blanks_before
+            k = "blank" if is_blank else f"{split}/{ex.image}"
+            if k not in key_row:
+                key_row[k] = len(keys)
+                keys.append((k, img))
+            kept[split].append(ex)
+            rows[split].append(key_row[k])
+        counts[split] = dict(loader.counts)
+    report["images"] = counts
+    glob, regions = cache.get_or_compute(keys)
+    report["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
+    regions = pool_regions(regions.float(), region_grid)
+    return ImageFeatures(glob.float(), regions, rows), kept
+
+
+class ExampleDataset(Dataset):
+    def __init__(self, examples: list[Example], rows: list[int] | None = None):
+        self.examples = examples
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> tuple[int, Example, int]:
+        return i, self.examples[i], (self.rows[i] if self.rows is not None else -1)
+
+
+class Collator:
+    """Picklable collate function: task batching + cached image rows + example indices."""
+
+    def __init__(self, task, text_encoder, max_length: int, features: ImageFeatures | None):
+        self.task = task
+        self.text_encoder = text_encoder
+        self.max_length = max_length
+        self.features = features
+
+    def __call__(self, items):
+        idx = [i for i, _, _ in items]
+        exs = [e for _, e, _ in items]
+        batch = self.task.collate(exs, self.text_encoder, self.max_length)
+        batch["index"] = torch.tensor(idx, dtype=torch.long)
+        if self.features is not None:
+            rows = torch.tensor([r for _, _, r in items], dtype=torch.long)
+            batch["image_global"] = self.features.glob[rows]
+            batch["image_regions"] = self.features.regions[rows]
+            batch["image_present"] = torch.ones(len(items), dtype=torch.bool)
+        return batch
+
+
+def make_loader(dataset: ExampleDataset, collate: Collator, batch_size: int, shuffle: bool,
+                num_workers: int = 0, seed: int = 0) -> DataLoader:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                      num_workers=num_workers, generator=g if shuffle else None)

@@ -1,0 +1,112 @@
+"""Thin Lightning glue: the model computes loss and predictions; this drives optimisation,
+logging and dev-set model selection, on CPU, one GPU or DDP alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+
+from mmie.config import RunConfig
+
+
+def gather_predictions(local: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """Collect ``(example_index, prediction)`` from every process, drop the duplicates that
+    ``DistributedSampler`` pads with, and sort by index (identical on every rank)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, local)
+        merged = [item for part in parts for item in part]
+    else:
+        merged = list(local)
+    seen: dict[int, Any] = {}
+    for idx, pred in merged:
+        seen.setdefault(int(idx), pred)
+    return sorted(seen.items())
+
+
+class MMIELightningModule(L.LightningModule):
+    def __init__(self, model: torch.nn.Module, task, cfg: RunConfig, eval_examples: dict[str, list]):
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.cfg = cfg
+        self.eval_examples = eval_examples
+        self._outputs: list[tuple[int, Any]] = []
+        self.last_terms: dict[str, float] = {}
+        self.last_eval: dict[str, Any] = {}
+
+    # ---- training -------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        out = self.model(batch)
+        bs = batch["input_ids"].shape[0]
+        for k, v in out.terms.items():
+            self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=bs,
+                     sync_dist=True)
+        self.last_terms = {k: float(v) for k, v in out.terms.items()}
+        return out.loss
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def _eval_step(self, batch):
+        preds = self.model.predict(batch)
+        for idx, p in zip(batch["index"].tolist(), preds):
+            self._outputs.append((idx, p))
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_validation_epoch_start(self):
+        self._outputs = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _finish(self, split: str, prefix: str):
+        gathered = gather_predictions(self._outputs)
+        self._outputs = []
+        examples = self.eval_examples[split]
+        if self.trainer.sanity_checking:
+            return
+        ex = [examples[i] for i, _ in gathered]
+        preds = self.task.decode(ex, [p for _, p in gathered])
+        scores = self.task.evaluate(ex, preds)
+        self.last_eval = {"split": split, "scores": scores, "n": len(ex),
+                          "examples": ex, "predictions": preds}
+        for k in ("f1", "precision", "recall", "accuracy", "strict_f1"):
+            if isinstance(scores.get(k), (int, float)):
+                # identical on every rank after the gather, so no reduction is needed
+                self.log(f"{prefix}/{k}", float(scores[k]), sync_dist=False, rank_zero_only=False)
+
+    def on_validation_epoch_end(self):
+        self._finish("dev", "dev")
+
+    def on_test_epoch_end(self):
+        self._finish("test", "test")
+
+    # ---- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        tc = self.cfg.trainer
+        groups: dict[str, list] = {"encoder": [], "crf": [], "other": []}
+        no_decay: dict[str, list] = {"encoder": [], "crf": [], "other": []}
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            g = "encoder" if name.startswith("text.") else "crf" if name.startswith("crf.") else "other"
+            (no_decay if p.ndim < 2 or "norm" in name.lower() else groups)[g].append(p)
+        lrs = {"encoder": tc.lr, "crf": tc.crf_lr, "other": tc.head_lr}
+        params = []
+        for g, lr in lrs.items():
+            if groups[g]:
+                params.append({"params": groups[g], "lr": lr, "weight_decay": tc.weight_decay})
+            if no_decay[g]:
+                params.append({"params": no_decay[g], "lr": lr, "weight_decay": 0.0})
+        opt = torch.optim.AdamW(params)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = get_linear_schedule_with_warmup(opt, int(tc.warmup_ratio * total), total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,188 @@
+"""``mmie train``: one function from a resolved config to a saved, evaluated model.
+
+Model selection uses the dev split only; the test split is evaluated once, with the selected
+checkpoint, after training. The run directory receives::
+
+    config.yaml          the fully resolved configuration (every default written out)
+    metrics.jsonl        one row per epoch (train loss terms, dev metrics, lr, seconds)
+    steps.jsonl          loss terms every few optimizer steps
+    checkpoints/         best.ckpt (dev) and last.ckpt (for --resume)
+    model/               save_pretrained directory of the selected model
+    eval_dev.json, eval_test.json, predictions_test.jsonl, summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from mmie.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def build_encoders(cfg: RunConfig, uses_image: bool):
+    from mmie.encoders.text import TextEncoder
+
+    text = TextEncoder(cfg.model.text_encoder)
+    vision = None
+    if uses_image:
+        from mmie.encoders.vision import build_vision_encoder
+
+        vision = build_vision_encoder(cfg.model.vision_encoder)
+    return text, vision
+
+
+def model_uses_image(cfg: RunConfig) -> bool:
+    return cfg.model.type != "text"
+
+
+def make_task(cfg: RunConfig, train_examples, eval_examples):
+    from mmie.tasks.ner import NERTask
+    from mmie.tasks.re import RETask
+
+    if cfg.model.task == "ner":
+        return NERTask.from_examples(train_examples)
+    if cfg.model.task == "re":
+        return RETask.from_examples(train_examples)
+    from mmie.tasks.zs import ZeroShotTask
+
+    return ZeroShotTask.from_config(cfg, train_examples, eval_examples)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def eval_payload(module, cfg: RunConfig, split: str, task) -> dict[str, Any]:
+    ev = module.last_eval
+    return {"split": split, "data": cfg.data.name, "n": ev["n"], "seed": cfg.seed,
+            "text_encoder": cfg.model.text_encoder,
+            "vision_encoder": cfg.model.vision_encoder if model_uses_image(cfg) else None,
+            "image_policy": cfg.data.image_policy, **ev["scores"]}
+
+
+def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from mmie.models.factory import build_model, save_pretrained
+    from mmie.training.callbacks import JsonlLogger
+    from mmie.training.data import (Collator, ExampleDataset, compute_image_features,
+                                    load_examples, make_loader)
+    from mmie.training.module import MMIELightningModule
+
+    t0 = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for stale in ("metrics.jsonl", "steps.jsonl"):
+            (out / stale).unlink(missing_ok=True)
+    cfg.save(out / "config.yaml")
+
+    uses_image = model_uses_image(cfg)
+    text, vision = build_encoders(cfg, uses_image)
+    splits = {s: load_examples(cfg, s) for s in ("train", "dev", "test")}
+    report: dict[str, Any] = {"examples": {s: len(v) for s, v in splits.items()}}
+    task = make_task(cfg, splits["train"], splits)
+    splits = task.filter_splits(splits) if hasattr(task, "filter_splits") else splits
+    if task.name == "re":
+        text.add_markers()
+    report["truncated"] = {s: text.count_truncated([e.tokens for e in v], cfg.data.max_length)
+                           for s, v in splits.items()}
+    features = None
+    rows = {s: None for s in splits}
+    if uses_image:
+        features, splits = compute_image_features(cfg, vision, splits, report)
+        rows = features.rows
+    report["examples_used"] = {s: len(v) for s, v in splits.items()}
+    log.info("data: %s", report)
+
+    model = build_model(cfg.model, task, text, vision)
+    collate = Collator(task, text, cfg.data.max_length, features)
+    tc = cfg.trainer
+    train_dl = make_loader(ExampleDataset(splits["train"], rows["train"]), collate,
+                           tc.batch_size, True, tc.num_workers, cfg.seed)
+    dev_dl = make_loader(ExampleDataset(splits["dev"], rows["dev"]), collate,
+                         tc.eval_batch_size, False, tc.num_workers)
+    test_dl = make_loader(ExampleDataset(splits["test"], rows["test"]), collate,
+                          tc.eval_batch_size, False, tc.num_workers)
+
+    module = MMIELightningModule(model, task, cfg, {"dev": splits["dev"], "test": splits["test"]})
+    monitor = f"dev/{task.monitor}"
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor,
+                           mode="max", save_top_k=1, save_last=True,
+                           enable_version_counter=False)
+    callbacks = [ckpt, EarlyStopping(monitor=monitor, mode="max", patience=tc.patience),
+                 JsonlLogger(out, every_n_steps=tc.log_every_n_steps)]
+    if tc.checkpoint_every_n_steps:
+        callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", filename="step",
+                                         every_n_train_steps=tc.checkpoint_every_n_steps,
+                                         save_top_k=1, enable_version_counter=False))
+    trainer = L.Trainer(
+        max_epochs=tc.max_epochs, accelerator=tc.accelerator, devices=tc.devices,
+        strategy=tc.strategy, num_nodes=tc.num_nodes, precision=tc.precision,
+        accumulate_grad_batches=tc.grad_accum, gradient_clip_val=tc.grad_clip or None,
+        deterministic=tc.deterministic, callbacks=callbacks, logger=False,
+        enable_progress_bar=tc.progress, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=tc.log_every_n_steps,
+        default_root_dir=str(out))
+    last = out / "checkpoints" / "last.ckpt"
+    trainer.fit(module, train_dl, dev_dl, ckpt_path=str(last) if resume and last.exists() else None)
+    train_seconds = time.perf_counter() - t0
+
+    best_path = ckpt.best_model_path or str(last)
+    state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+    best_epoch = _best_epoch(out / "metrics.jsonl", monitor)
+
+    trainer.validate(module, dev_dl, verbose=False)
+    dev_eval = eval_payload(module, cfg, "dev", task)
+    trainer.test(module, test_dl, verbose=False)
+    test_eval = eval_payload(module, cfg, "test", task)
+    summary: dict[str, Any] = {}
+    if trainer.is_global_zero:
+        ev = module.last_eval
+        with open(out / "predictions_test.jsonl.tmp", "w", encoding="utf-8") as f:
+            for ex, p in zip(ev["examples"], ev["predictions"]):
+                f.write(json.dumps(task.record(ex, p), ensure_ascii=False, default=_span) + "\n")
+        (out / "predictions_test.jsonl.tmp").replace(out / "predictions_test.jsonl")
+        write_json(out / "eval_dev.json", dev_eval)
+        write_json(out / "eval_test.json", test_eval)
+        save_pretrained(model, task, cfg, out / "model")
+        summary = {"output_dir": str(out), "model_dir": str(out / "model"),
+                   "data": cfg.data.name, "task": task.name, "model": cfg.model.type,
+                   "seed": cfg.seed, "epochs_run": trainer.current_epoch,
+                   "best_epoch": best_epoch, "selected_on": monitor,
+                   "dev": _headline(dev_eval), "test": _headline(test_eval),
+                   "train_seconds": round(train_seconds, 2),
+                   "total_seconds": round(time.perf_counter() - t0, 2),
+                   "device": str(module.device), "report": report}
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def _span(o: Any) -> Any:
+    return o.to_dict() if hasattr(o, "to_dict") else str(o)
+
+
+def _headline(ev: dict[str, Any]) -> dict[str, Any]:
+    keys = ("precision", "recall", "f1", "strict_f1", "accuracy", "macro_f1", "unseen_accuracy",
+            "seen_accuracy", "harmonic_mean")
+    return {k: ev[k] for k in keys if k in ev}
+
+
+def _best_epoch(path: Path, monitor: str) -> int | None:
+    if not path.exists():
+        return None
+    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    rows = [r for r in rows if r.get(monitor) is not None]
+    return max(rows, key=lambda r: r[monitor])["epoch"] if rows else None
