@@ -59,10 +59,9 @@ def _default_spans(tags: Sequence[Sequence[str]]) -> list[set[SpanTuple]]:
     return [{(s, e + 1, t) for t, s, e in get_entities(list(seq))} for seq in tags]
 
 
-def _strict_spans(tags: Sequence[Sequence[str]]) -> list[set[SpanTuple]]:
+def _strict_spans(ents: Entities) -> list[set[SpanTuple]]:
     """Entities as seqeval's strict IOB2 mode reads them."""
-    ents = Entities([list(seq) for seq in tags], IOB2).entities
-    return [{(e.start, e.end, e.tag) for e in sent} for sent in ents]
+    return [{(e.start, e.end, e.tag) for e in sent} for sent in ents.entities]
 
 
 def _counts(gold: list[set[SpanTuple]], pred: list[set[SpanTuple]]
@@ -112,8 +111,12 @@ def entity_scores(gold_tags: Sequence[Sequence[str]],
     _check_tags(gold_tags, pred_tags)
     default = _seqeval_block(gold_tags, pred_tags, _default_spans(gold_tags),
                              _default_spans(pred_tags), prfs_default)
-    strict = _seqeval_block(gold_tags, pred_tags, _strict_spans(gold_tags),
-                            _strict_spans(pred_tags), prfs_strict, scheme=IOB2)
+    # seqeval's strict scorer accepts the parsed entities, so each side is parsed only once
+    ents_gold = Entities([list(s) for s in gold_tags], IOB2)
+    ents_pred = Entities([list(s) for s in pred_tags], IOB2)
+    strict = _seqeval_block(gold_tags, pred_tags, _strict_spans(ents_gold),
+                            _strict_spans(ents_pred), prfs_strict, scheme=IOB2,
+                            entities_true=ents_gold, entities_pred=ents_pred)
     out = {k: v for k, v in default.items() if k != "per_type"}
     out.update({f"strict_{k}": v for k, v in strict.items() if k != "per_type"})
     out["per_type"] = default["per_type"]

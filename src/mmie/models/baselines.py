@@ -43,8 +43,7 @@ class SimpleFusionModel(MMIEModel):
         h = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
         g, r, present = self.image_features(batch)
         if self.cfg.fusion == "concat":
-            g = g * present.unsqueeze(-1).to(g.dtype)
-            return self.fusion(h, g), {}
+            return self.fusion(h, g, present), {}
         img, img_mask = self.image_in(g, r, present)
         fused = self.fusion(h, batch["attention_mask"].bool(), img, img_mask)
         if isinstance(fused, tuple):

@@ -60,14 +60,19 @@ class MoEOutput:
     gates: torch.Tensor
 
 
-def _token_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Per-token KL(N(mu, exp(logvar)) || N(0, I)), averaged over the latent dim: ``[...]``."""
+def _token_kl(mu: torch.Tensor, logvar: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(N(mu, exp(logvar)) || N(0, I)), averaged over the latent dim: ``[...]``.
+
+    Positions where ``keep`` is False get 0. Their ``mu`` / ``logvar`` are zeroed *before* the
+    KL, so that garbage in padded positions (an ``exp`` overflow) cannot turn into a NaN value
+    or gradient.
+    """
     from mmie.modules.vib import gaussian_kl
 
-    kl = gaussian_kl(mu, logvar, reduction="none")
-    if kl.dim() == mu.dim():  # element-wise -> mean over the latent dimension
-        kl = kl.mean(dim=-1)
-    return kl
+    k = keep.unsqueeze(-1)
+    mu = torch.where(k, mu, 0.0)
+    logvar = torch.where(k, logvar, 0.0)
+    return gaussian_kl(mu, logvar, reduction="none").mean(dim=-1)
 
 
 class VariationalExpert(nn.Module):
@@ -151,29 +156,30 @@ class VMoELayer(nn.Module):
             raise ValueError(f"VMoELayer expects x of shape [B, T, {self.dim}], "
                              f"got {tuple(x.shape)}")
         if mask is None:
-            valid = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
+            keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         else:
             if mask.shape != x.shape[:2]:
                 raise ValueError(f"mask shape {tuple(mask.shape)} does not match x "
                                  f"{tuple(x.shape[:2])}")
-            valid = mask.to(x.dtype)
+            keep = mask.bool()
+        valid = keep.float()  # counts in float32 (bf16 cannot count past 256)
         n_valid = valid.sum().clamp_min(1.0)
 
         probs, gates, assigned = self.route(x)
         mixed = torch.zeros_like(x)
-        kl = x.new_zeros(())
+        kl = x.new_zeros((), dtype=torch.float32)
         for e, expert in enumerate(self.experts):
             out, mu, logvar = expert(x)
             g = gates[..., e]
             mixed = mixed + g.unsqueeze(-1) * out
-            kl = kl + (g * _token_kl(mu, logvar) * valid).sum()
+            kl = kl + (g * _token_kl(mu, logvar, keep)).sum()
         kl = kl / n_valid
         hidden = x + self.norm(self.dropout(mixed))
 
         entropy = -(probs * torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))).sum(-1)
-        gate_entropy = (entropy * valid).sum() / n_valid
+        gate_entropy = torch.where(keep, entropy, 0.0).sum() / n_valid
         w = valid.unsqueeze(-1)
-        p_mean = (probs * w).sum(dim=(0, 1)) / n_valid
+        p_mean = torch.where(keep.unsqueeze(-1), probs, 0.0).sum(dim=(0, 1)) / n_valid
         n_slots = (assigned * w).sum().clamp_min(1.0)
         f = (assigned * w).sum(dim=(0, 1)) / n_slots
         load_balance = self.num_experts * (f * p_mean).sum()

@@ -345,6 +345,7 @@ class _App:
     def __init__(self, predictor, pipeline, *, max_image_bytes: int, max_image_pixels: int,
                  max_text_chars: int, batch_window_ms: float, max_batch: int):
         self.predictor = predictor
+        self.task = task_name(predictor)
         self.pipeline = pipeline
         self.max_image_bytes = max_image_bytes
         self.max_image_pixels = max_image_pixels
@@ -444,7 +445,7 @@ class _App:
                                      f"pixels is over the limit of {self.max_image_pixels} "
                                      f"pixels (max_image_pixels)")
         try:
-            return _decode_image(data)
+            return _decode_image(data, self.max_image_bytes, self.max_image_pixels)
         except ImageError as e:
             raise HTTPException(415, f"field 'image': {e}") from None
 
@@ -484,7 +485,7 @@ class _App:
 
     def predict_item(self, req: PredictRequest) -> dict:
         """Validate a request against the model and build ``predict`` keyword arguments."""
-        task = self.predictor.task
+        task = self.task
         self.check_text(req.text)
         self.check_labels(req.candidate_labels, bool(self.predictor.zero_shot),
                           f"this {task} model")
@@ -522,7 +523,17 @@ class _App:
         return await anyio.to_thread.run_sync(call)
 
 
-def _decode_image(data: bytes):
+def task_name(predictor) -> str:
+    """The predictor's task as a string ("ner", "re" or "typing"): ``predictor.task`` when it
+    is one, else ``info()["task"]`` / a task object's ``name``."""
+    task = getattr(predictor, "task", None)
+    if isinstance(task, str):
+        return task
+    name = getattr(predictor, "task_name", None) or getattr(task, "name", None)
+    return str(name if isinstance(name, str) else predictor.info().get("task"))
+
+
+def _decode_image(data: bytes, max_bytes: int, max_pixels: int):
     """Bytes -> RGB PIL image via :func:`mmie.data.images.load_image` (the project's one image
     loader); falls back to a plain PIL decode only if that module is missing."""
     try:
@@ -530,7 +541,7 @@ def _decode_image(data: bytes):
     except ImportError:  # pragma: no cover - only while the data layer lacks images.py
         load_image = None
     if load_image is not None:
-        return load_image(data)
+        return load_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     from PIL import Image
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -571,7 +582,7 @@ def create_app(predictor, *, pipeline=None, max_body_bytes: int = 10 * MB,
     app = FastAPI(
         title="mmie",
         version=str(info.get("version", "")),
-        description=(f"Multimodal information extraction ({info.get('task')} model). "
+        description=(f"Multimodal information extraction ({state.task} model). "
                      "Send a post's text and optionally its picture; offsets are character "
                      "offsets into the text."),
         lifespan=lifespan,
@@ -590,7 +601,7 @@ def create_app(predictor, *, pipeline=None, max_body_bytes: int = 10 * MB,
 
     @app.get("/health", summary="Liveness, task and limits")
     async def health() -> dict:
-        return {"status": "ok", "task": predictor.task, "zero_shot": bool(predictor.zero_shot),
+        return {"status": "ok", "task": state.task, "zero_shot": bool(predictor.zero_shot),
                 "extract": pipeline is not None, "limits": limits}
 
     @app.get("/model", summary="The loaded model's description (predictor.info())")
@@ -614,7 +625,7 @@ def create_app(predictor, *, pipeline=None, max_body_bytes: int = 10 * MB,
             raise
         except Exception as e:  # noqa: BLE001
             raise _model_error(e) from None
-        return JSONResponse({"task": predictor.task, "result": _jsonable(result)})
+        return JSONResponse({"task": state.task, "result": _jsonable(result)})
 
     if pipeline is not None:
         extract_fields = {k: v for k, v in _FORM_FIELDS.items() if k not in ("head", "tail")}

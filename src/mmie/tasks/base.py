@@ -37,7 +37,7 @@ class Task:
 
     # interface -----------------------------------------------------------------------------
     def collate(self, examples: list[Example], text_encoder, max_length: int,
-                with_labels: bool = True) -> dict[str, torch.Tensor]:
+                with_labels: bool = True, **kwargs: Any) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def decode(self, examples: list[Example], outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:

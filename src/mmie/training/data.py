@@ -27,22 +27,15 @@ SPLIT_ALIASES = {"train": ("train",), "dev": ("dev", "valid", "val"), "test": ("
 
 
 def default_cache_dir(cfg: RunConfig | None = None) -> Path:
-    if cfg is not None and cfg.cache_dir:
-        return Path(cfg.cache_dir)
-    return Path(os.environ.get("MMIE_CACHE", Path.home() / ".cache" / "mmie"))
+    from mmie.data.paths import default_cache_dir as _d
+
+    return _d(cfg.cache_dir if cfg is not None else None)
 
 
 def synthetic_dir(cfg: RunConfig) -> Path:
-    """Generate the synthetic demo set once per (size, seed 0) into the cache and return it."""
-    from mmie.data import synthetic
+    from mmie.data.paths import synthetic_dir as _s
 
-    n = cfg.data.synthetic_size
-    root = default_cache_dir(cfg) / f"synthetic-n{n}"
-    if not (root / "DONE").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        synthetic.generate(root, seed=0, n_train=n, n_valid=max(1, n // 4), n_test=max(1, n // 4))
-        (root / "DONE").write_text("ok\n")
-    return root
+    return _s(cfg.data.synthetic_size, cfg.cache_dir)
 
 
 def dataset_source(cfg: RunConfig) -> tuple[str, Path | None]:
@@ -53,6 +46,12 @@ def dataset_source(cfg: RunConfig) -> tuple[str, Path | None]:
     return name, Path(cfg.data.data_dir) if cfg.data.data_dir else None
 
 
+def read_task(cfg: RunConfig) -> str | None:
+    """Which files of a multi-task data set to read (only the synthetic set has several);
+    entity typing on Twitter reads the NER files and types their mentions."""
+    return cfg.model.task if cfg.data.name == "synthetic" else None
+
+
 def load_examples(cfg: RunConfig, split: str) -> list[Example]:
     from mmie.data import catalog
 
@@ -60,7 +59,7 @@ def load_examples(cfg: RunConfig, split: str) -> list[Example]:
     last: Exception | None = None
     for alias in SPLIT_ALIASES.get(split, (split,)):
         try:
-            res = catalog.load_split(name, alias, data_dir=data_dir, task=cfg.model.task)
+            res = catalog.load_split(name, alias, data_dir=data_dir, task=read_task(cfg))
         except KeyError as e:  # split not known under this alias
             last = e
             continue
@@ -76,7 +75,7 @@ def image_dir_for(cfg: RunConfig, split: str) -> Path | None:
     if cfg.data.image_dir:
         return Path(cfg.data.image_dir)
     name, data_dir = dataset_source(cfg)
-    return catalog.image_dir(name, split, data_dir=data_dir, task=cfg.model.task)
+    return catalog.image_dir(name, split, data_dir=data_dir, task=read_task(cfg))
 
 
 @dataclass
@@ -162,8 +161,10 @@ class ExampleDataset(Dataset):
 class Collator:
     """Picklable collate function: task batching + cached image rows + example indices."""
 
-    def __init__(self, task, text_encoder, max_length: int, features: ImageFeatures | None):
+    def __init__(self, task, text_encoder, max_length: int, features: ImageFeatures | None,
+                 phase: str = "train"):
         self.task = task
+        self.phase = phase
         self.text_encoder = text_encoder
         self.max_length = max_length
         self.features = features
@@ -171,7 +172,8 @@ class Collator:
     def __call__(self, items):
         idx = [i for i, _, _ in items]
         exs = [e for _, e, _ in items]
-        batch = self.task.collate(exs, self.text_encoder, self.max_length)
+        kw = {"phase": self.phase} if getattr(self.task, "zero_shot", False) else {}
+        batch = self.task.collate(exs, self.text_encoder, self.max_length, **kw)
         batch["index"] = torch.tensor(idx, dtype=torch.long)
         if self.features is not None:
             rows = torch.tensor([r for _, _, r in items], dtype=torch.long)
@@ -187,3 +189,14 @@ def make_loader(dataset: ExampleDataset, collate: Collator, batch_size: int, shu
     g.manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
                       num_workers=num_workers, generator=g if shuffle else None)
+
+
+def count_truncated(text_encoder, examples: list[Example], max_length: int,
+                    chunk: int = 512) -> int:
+    """How many posts do not fit in ``max_length`` sub-tokens (reported, never silent)."""
+    n = 0
+    for i in range(0, len(examples), chunk):
+        enc = text_encoder.encode_words([e.tokens for e in examples[i:i + chunk]], max_length,
+                                        warn=False)
+        n += enc.n_truncated
+    return n

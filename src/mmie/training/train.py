@@ -76,7 +76,7 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     from mmie.models.factory import build_model, save_pretrained
     from mmie.training.callbacks import JsonlLogger
     from mmie.training.data import (Collator, ExampleDataset, compute_image_features,
-                                    load_examples, make_loader)
+                                    count_truncated, load_examples, make_loader)
     from mmie.training.module import MMIELightningModule
 
     t0 = time.perf_counter()
@@ -94,10 +94,12 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     report: dict[str, Any] = {"examples": {s: len(v) for s, v in splits.items()}}
     task = make_task(cfg, splits["train"], splits)
     splits = task.filter_splits(splits) if hasattr(task, "filter_splits") else splits
-    if task.name == "re":
-        text.add_markers()
-    report["truncated"] = {s: text.count_truncated([e.tokens for e in v], cfg.data.max_length)
+    report["truncated"] = {s: count_truncated(text, v, cfg.data.max_length)
                            for s, v in splits.items()}
+    if any(report["truncated"].values()):
+        log.warning("posts longer than data.max_length=%d sub-tokens (cut words are predicted "
+                    "'O' / a window around the mentions is kept): %s", cfg.data.max_length,
+                    report["truncated"])
     features = None
     rows = {s: None for s in splits}
     if uses_image:
@@ -107,14 +109,16 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     log.info("data: %s", report)
 
     model = build_model(cfg.model, task, text, vision)
-    collate = Collator(task, text, cfg.data.max_length, features)
     tc = cfg.trainer
-    train_dl = make_loader(ExampleDataset(splits["train"], rows["train"]), collate,
-                           tc.batch_size, True, tc.num_workers, cfg.seed)
-    dev_dl = make_loader(ExampleDataset(splits["dev"], rows["dev"]), collate,
-                         tc.eval_batch_size, False, tc.num_workers)
-    test_dl = make_loader(ExampleDataset(splits["test"], rows["test"]), collate,
-                          tc.eval_batch_size, False, tc.num_workers)
+
+    def loader(split: str, bs: int, shuffle: bool):
+        collate = Collator(task, text, cfg.data.max_length, features, phase=split)
+        return make_loader(ExampleDataset(splits[split], rows[split]), collate, bs, shuffle,
+                           tc.num_workers, cfg.seed)
+
+    train_dl = loader("train", tc.batch_size, True)
+    dev_dl = loader("dev", tc.eval_batch_size, False)
+    test_dl = loader("test", tc.eval_batch_size, False)
 
     module = MMIELightningModule(model, task, cfg, {"dev": splits["dev"], "test": splits["test"]})
     monitor = f"dev/{task.monitor}"

@@ -1,0 +1,269 @@
+"""Finding and loading post images, with an explicit policy for missing or broken ones.
+
+Every image is opened with Pillow, checked against a byte and a pixel limit *before* it is
+decoded (decompression-bomb guard), fully decoded (so a truncated file is caught here, not in
+a worker later), rotated by its EXIF orientation and converted to RGB.
+
+A problem (missing, zero-byte, corrupt, not an image, too large) is handled by the policy:
+
+* ``"error"`` (default): raise :class:`~mmie.errors.ImageError` naming the path and the problem;
+* ``"skip"``: return ``None`` (the caller drops the example) and count it;
+* ``"blank"``: return a neutral grey image and count it.
+
+Nothing is replaced silently: :attr:`ImageLoader.counts` and :meth:`ImageLoader.report` say
+how many images were loaded, missing, corrupt, too large, blanked and skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from mmie.errors import ImageError
+
+__all__ = ["POLICIES", "IMAGE_SUFFIXES", "resolve_image", "ImageLoader", "load_image",
+           "blank_image"]
+
+POLICIES = ("error", "skip", "blank")
+IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg")
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+BLANK_RGB = (128, 128, 128)
+
+
+def _err(message: str, path: str | Path | None = None, kind: str = "corrupt") -> ImageError:
+    """An ImageError whose ``kind`` attribute says which count it belongs to
+    (missing, corrupt or too_large)."""
+    e = ImageError(message, path=path)
+    e.kind = kind  # type: ignore[attr-defined]
+    return e
+
+
+def blank_image(size: tuple[int, int] = (224, 224)) -> Image.Image:
+    """A neutral grey RGB image (what the ``blank`` policy returns)."""
+    return Image.new("RGB", tuple(size), BLANK_RGB)
+
+
+def _candidates(image_id: str) -> list[str]:
+    """File names to try for an image id: the id itself (for a URL, the last part of its
+    path); then, when it has no suffix, the id with each known suffix; when it has a known
+    image suffix, the same stem with the other known suffixes (``1015799.jpg`` is found as
+    ``1015799.png``)."""
+    name = unquote(Path(urlparse(image_id).path).name) if "://" in image_id else image_id
+    out = [name]
+    suffix = Path(name).suffix
+    if not suffix:
+        out.extend(name + s for s in IMAGE_SUFFIXES)
+    elif suffix.lower() in IMAGE_SUFFIXES:
+        stem = name[: -len(suffix)]
+        out.extend(stem + s for s in IMAGE_SUFFIXES if s != suffix.lower())
+    return out
+
+
+def resolve_image(image_dir: str | Path | None, image_id: str | None) -> Path | None:
+    """The path of image ``image_id`` in ``image_dir``, or ``None`` when no file is there.
+
+    Tries the id as given, then ``.jpg``, ``.png`` and ``.jpeg`` when the id has no suffix (or
+    in place of its own image suffix: readers name Twitter images ``<IMGID>.jpg``, and a set
+    stored as PNG is still found); a URL id (WikiDiverse) is looked up by its file name. An id that would leave ``image_dir``
+    (absolute, or with ``..``) raises :class:`ImageError`.
+    """
+    if image_dir is None or image_id is None or image_id == "":
+        return None
+    root = Path(image_dir)
+    for name in _candidates(str(image_id)):
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ImageError(f"image id {image_id!r} points outside the image directory",
+                             path=root, field="image")
+        p = root / rel
+        if p.is_file():
+            return p
+    return None
+
+
+def _describe_limit(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
+
+
+def _decode(data: bytes, path: Path | None, *, max_pixels: int) -> Image.Image:
+    """Open, guard, fully decode and normalise one image; raise ImageError (``kind``
+    'corrupt' or 'too_large') on any problem."""
+    src = io.BytesIO(data)
+    where = path if path is not None else "<bytes>"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(src)
+            w, h = im.size
+            if w * h > max_pixels:
+                raise _err(f"image of {w}x{h} = {w * h} pixels exceeds the limit of "
+                           f"{max_pixels} pixels (decompression-bomb guard)",
+                           path=where, kind="too_large")
+            if ImageFile.LOAD_TRUNCATED_IMAGES:
+                # someone enabled Pillow's global leniency; this loader never accepts
+                # truncated files, so decode with it off for this call
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+                try:
+                    im.load()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = True
+            else:
+                im.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _err(f"image is too large to decode safely ({e})", path=where,
+                   kind="too_large") from None
+    except UnidentifiedImageError:
+        raise _err("not an image file (Pillow cannot identify its format)", path=where,
+                   kind="corrupt") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise _err(f"corrupt or truncated image ({e})", path=where, kind="corrupt") from None
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception as e:  # a broken EXIF block: keep the pixels, say so
+        warnings.warn(f"{where}: EXIF orientation ignored ({e})", stacklevel=3)
+    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return im.convert("RGB") if im.mode != "RGB" else im
+
+
+def load_image(source: str | Path | bytes | Image.Image, *,
+               max_bytes: int = DEFAULT_MAX_BYTES,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Load one user-supplied image (a path, raw bytes, or a PIL image) as RGB.
+
+    Used by the Python API and the service; any problem raises :class:`ImageError` naming the
+    source and the problem (missing, empty, too many bytes or pixels, not an image, corrupt).
+    """
+    if isinstance(source, Image.Image):
+        w, h = source.size
+        if w * h > max_pixels:
+            raise _err(f"image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels",
+                       kind="too_large")
+        try:
+            source.load()
+            im = ImageOps.exif_transpose(source)
+        except Exception as e:
+            raise _err(f"corrupt image ({e})", kind="corrupt") from None
+        return im.convert("RGB") if im.mode != "RGB" else im
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise _err("empty image data (0 bytes)", kind="corrupt")
+        if len(data) > max_bytes:
+            raise _err(f"image data of {len(data)} bytes exceeds the limit of "
+                       f"{_describe_limit(max_bytes)}", kind="too_large")
+        return _decode(data, None, max_pixels=max_pixels)
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if not p.is_file():
+            raise _err("image file not found", path=p, kind="missing")
+        size = p.stat().st_size
+        if size == 0:
+            raise _err("empty image file (0 bytes)", path=p, kind="corrupt")
+        if size > max_bytes:
+            raise _err(f"image file of {size} bytes exceeds the limit of "
+                       f"{_describe_limit(max_bytes)}", path=p, kind="too_large")
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise _err(f"cannot read image file ({e.strerror or e})", path=p,
+                       kind="corrupt") from None
+        return _decode(data, p, max_pixels=max_pixels)
+    raise ImageError(f"expected a path, bytes or a PIL image, got {type(source).__name__}")
+
+
+class ImageLoader:
+    """Load the images of a data set from ``image_dir`` under a missing/broken-image policy.
+
+    ``image_dir`` may be ``None`` or absent: then every image counts as missing. ``load``
+    returns an RGB :class:`PIL.Image.Image`, or ``None`` under ``skip``; the problem kinds are
+    counted in :attr:`counts` (``loaded``, ``missing``, ``corrupt``, ``too_large``; ``blank``
+    and ``skipped`` count what the policy did) and the first few are kept for :meth:`report`.
+    """
+
+    MAX_LISTED = 10
+
+    def __init__(self, image_dir: str | Path | None, policy: str = "error", *,
+                 max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 blank_size: tuple[int, int] = (224, 224)):
+        if policy not in POLICIES:
+            raise ImageError(f"unknown image policy {policy!r}; expected one of "
+                             f"{', '.join(POLICIES)}", field="image_policy")
+        self.image_dir = Path(image_dir) if image_dir is not None else None
+        self.policy = policy
+        self.max_bytes = int(max_bytes)
+        self.max_pixels = int(max_pixels)
+        self.blank_size = tuple(blank_size)
+        self.counts: dict[str, int] = {k: 0 for k in ("loaded", "missing", "corrupt",
+                                                      "too_large", "blank", "skipped")}
+        self.problems: list[str] = []
+
+    def path_of(self, image_id: str | None) -> Path | None:
+        """The file of ``image_id``, or ``None`` when it is not there."""
+        return resolve_image(self.image_dir, image_id)
+
+    def _fail(self, kind: str, err: ImageError, example_id: str | None) -> Image.Image | None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        msg = str(err) + (f" (example {example_id!r})" if example_id is not None else "")
+        if len(self.problems) < self.MAX_LISTED:
+            self.problems.append(f"{kind}: {msg}")
+        if self.policy == "error":
+            ex = f" (example {example_id!r})" if example_id is not None else ""
+            raise _err(f"{err.reason}{ex}; set the image policy to 'skip' or 'blank' to go on "
+                       "without it", path=err.path, kind=kind)
+        if self.policy == "skip":
+            self.counts["skipped"] += 1
+            return None
+        self.counts["blank"] += 1
+        return blank_image(self.blank_size)
+
+    def load(self, image_id: str | None, *, example_id: str | None = None) -> Image.Image | None:
+        """Load image ``image_id`` (a file name relative to ``image_dir``)."""
+        try:
+            path = self.path_of(image_id)
+        except ImageError as e:
+            return self._fail("corrupt", e, example_id)
+        if path is None:
+            if image_id is None:
+                err = _err("the example has no image reference", kind="missing")
+            elif self.image_dir is None:
+                err = _err(f"image {image_id!r}: no image directory was given", kind="missing")
+            else:
+                expected = self.image_dir / _candidates(str(image_id))[0]
+                note = "" if self.image_dir.is_dir() else " (the image directory does not exist)"
+                err = _err(f"image file not found{note}", path=expected, kind="missing")
+            return self._fail("missing", err, example_id)
+        try:
+            img = load_image(path, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        except ImageError as e:
+            kind = getattr(e, "kind", "corrupt")
+            return self._fail(kind, e, example_id)
+        self.counts["loaded"] += 1
+        return img
+
+    def report(self) -> str:
+        """A short text account: counts, the policy applied, and the first problems."""
+        c = self.counts
+        total = c["loaded"] + c["missing"] + c["corrupt"] + c["too_large"]
+        parts = [f"images: {total} requested, {c['loaded']} loaded, {c['missing']} missing, "
+                 f"{c['corrupt']} corrupt, {c['too_large']} too large"]
+        bad = c["missing"] + c["corrupt"] + c["too_large"]
+        if bad:
+            parts.append(f"policy '{self.policy}': {c['blank']} replaced by a grey image, "
+                         f"{c['skipped']} examples skipped")
+        if self.image_dir is not None and not self.image_dir.is_dir():
+            parts.append(f"image directory {self.image_dir} does not exist")
+        parts.extend("  " + p for p in self.problems)
+        if bad > len(self.problems):
+            parts.append(f"  ... and {bad - len(self.problems)} more")
+        return "\n".join(parts)

@@ -1,0 +1,815 @@
+"""A small synthetic multimodal data set whose labels need the picture (a demo and a test bed).
+
+:func:`generate` writes, in the real data sets' own formats::
+
+    OUT_DIR/ner/{train,valid,test}.txt        CoNLL: IMGID:<id>, token<TAB>BIO tag, blank line
+    OUT_DIR/re/mnre_{train,val,test}.txt      MNRE: one Python-literal dict per line
+    OUT_DIR/typing/{train,valid,test}.jsonl   MFIGER-style JSON lines (zero-shot typing)
+    OUT_DIR/typing/types.json                 the 12 types: name, description, group, attributes
+    OUT_DIR/images/<id>.png                   one picture per post
+    OUT_DIR/summary.json                      counts, ceilings and chance levels
+
+How the labels depend on text and picture
+-----------------------------------------
+* **Names are uninformative.** Every mention is a name from one pool of ambiguous names
+  ("Jordan", "Amazon", "Paris", "Phoenix", "Golden State", ...) drawn uniformly at random,
+  independently of its label.
+* **NER.** Most mentions sit in *neutral* templates ("Everyone is talking about {0} today
+  #trending") and their type (PER, LOC, ORG, MISC) is drawn at random, balanced per template;
+  the type is shown in the picture only. About a third sit in *cued* templates whose words
+  decide the type ("Flying to {0} this weekend" -> LOC). Each type has a large saturated cue:
+  PER red circle, LOC blue triangle, ORG green square, MISC yellow star. A post with two
+  mentions shows the first mention's cue (in text order) in the left half of the picture and
+  the second's in the right half; a post with one mention shows its cue in a random half. In
+  the posts with *two* neutral mentions the two types differ, so a single pooled image vector
+  (which tells which types are present but not where) can only guess who is who; region
+  features can solve them.
+* **RE.** One head and one tail name per post. In neutral templates ("{0} and {1} 📸") the
+  relation (one of :data:`RE_LABELS`, ``None`` included) is drawn at random, balanced per
+  template, and shown by one cue in the picture; about 30% of the posts use cued templates
+  ("{0} married {1} ..." -> ``/per/per/couple``).
+* **Zero-shot typing.** 12 types in three groups of four (:data:`TYPING_TYPES`); each type's
+  picture combines four attributes (colour, shape, texture, position): in every group each
+  of the four colours and four shapes appears once and each texture and position twice, so
+  every attribute value of a held-out group also occurs in every other group, and the 12
+  (colour, shape) pairs are all different. ``types.json`` describes each type by its
+  attributes in words ("a red striped circle on the left of the picture"). The text of a
+  typing post never reveals the type (neutral templates only).
+* **Noise.** Background colour jitter with a gentle gradient, small distractor dots in random colours,
+  jitter of position, size and rotation of the cues; cues stay large and saturated so a small
+  frozen CNN (e.g. EfficientNet-Lite0 at 128-224 px) picks them up.
+
+Text-only ceiling
+-----------------
+By construction a label is independent of everything in the text given the *context* of its
+mention: the post's words with every mention replaced by a placeholder (plus which mention it
+is). :func:`text_only_ceiling` computes, on a split, the best score of any predictor that is a
+function of that context (and is told the gold mention boundaries): each context predicts its
+majority label, and for entity F1 (and RE F1 without ``None``) it may also abstain, chosen to
+maximise F1 exactly. It is an optimistic bound for any text-only model, since names carry no
+information. :func:`generate` reports it per split (at most 0.60 by design, about 0.5).
+
+Everything is seeded: the same ``seed`` and sizes give byte-identical text files and
+identical image pixels; split ``s`` of task ``t`` draws from ``SeedSequence([seed, t, s])``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import functools
+import io
+import json
+import math
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageChops, ImageDraw
+
+from mmie.data.schema import Example, Relation, Span
+from mmie.data.tokenize import split_words
+from mmie.errors import DataError
+
+__all__ = ["generate", "text_only_ceiling", "ner_text_only_ceiling", "re_text_only_ceiling",
+           "best_f1_with_abstention", "NER_TYPES", "NER_CUES", "RE_LABELS", "RE_CUES",
+           "TYPING_TYPES", "COLOURS", "main"]
+
+SPLITS = ("train", "valid", "test")
+_RE_SPLIT_FILE = {"train": "train", "valid": "val", "test": "test"}
+
+#: Saturated RGB colours of the cues.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 40), "blue": (30, 80, 225), "green": (20, 165, 50),
+    "yellow": (245, 200, 0), "purple": (140, 40, 190), "black": (20, 20, 20),
+}
+
+NER_TYPES = ("PER", "LOC", "ORG", "MISC")
+#: NER type -> (shape, colour) of its cue.
+NER_CUES: dict[str, tuple[str, str]] = {
+    "PER": ("circle", "red"), "LOC": ("triangle", "blue"), "ORG": ("square", "green"),
+    "MISC": ("star", "yellow"),
+}
+
+RE_LABELS = ("None", "/per/per/couple", "/per/loc/place_of_residence", "/per/org/member_of",
+             "/org/org/subsidiary", "/loc/loc/contain")
+#: Relation -> (shape, colour) of its cue.
+RE_CUES: dict[str, tuple[str, str]] = {
+    "None": ("cross", "black"), "/per/per/couple": ("circle", "red"),
+    "/per/loc/place_of_residence": ("triangle", "blue"), "/per/org/member_of": ("square", "green"),
+    "/org/org/subsidiary": ("star", "yellow"), "/loc/loc/contain": ("diamond", "purple"),
+}
+
+_TYPING_COLOURS = ("red", "blue", "green", "yellow")
+_TYPING_SHAPES = ("circle", "square", "triangle", "star")
+_TYPING_TEXTURES = ("solid", "striped")
+_TYPING_POSITIONS = ("left", "right")
+_TYPING_NAMES = ("beacon", "anchor", "lantern", "compass", "ember", "harbor", "summit",
+                 "glacier", "orchard", "citadel", "meadow", "tide")
+
+
+def _typing_types() -> list[dict[str, Any]]:
+    """Group g (0-2), member i (0-3): colour i, shape (i + g) mod 4, texture and position
+    balanced within the group."""
+    out = []
+    for g in range(3):
+        for i in range(4):
+            attrs = {"colour": _TYPING_COLOURS[i], "shape": _TYPING_SHAPES[(i + g) % 4],
+                     "texture": _TYPING_TEXTURES[(i // 2 + g) % 2],
+                     "position": _TYPING_POSITIONS[(i % 2 + g) % 2]}
+            desc = (f"a {attrs['colour']} {attrs['texture']} {attrs['shape']} on the "
+                    f"{attrs['position']} of the picture")
+            out.append({"name": _TYPING_NAMES[4 * g + i], "description": desc, "group": g + 1,
+                        "attributes": attrs})
+    return out
+
+
+#: The 12 zero-shot typing types (``types.json``): name, description, group 1-3, attributes.
+TYPING_TYPES: list[dict[str, Any]] = _typing_types()
+
+# --------------------------------------------------------------------------------------------
+# Text material. Slots are {0} and {1}; a slot kind is "?" (neutral) or the label it forces.
+# --------------------------------------------------------------------------------------------
+NAMES = (
+    "Jordan", "Amazon", "Paris", "Apple", "Washington", "Phoenix", "Jaguar", "Mercury",
+    "Chelsea", "Lincoln", "Orlando", "Victoria", "Dallas", "Austin", "Sydney", "Florence",
+    "Georgia", "Jackson", "Madison", "Everest", "Savannah", "Aurora", "Delta", "Columbia",
+    "Golden State", "Lincoln Park", "Santa Cruz", "Silver Lake", "Blue Ridge", "Monte Carlo",
+)
+
+_N1 = (  # one neutral mention
+    "Can't stop thinking about {0} 😍",
+    "RT @newsdesk : {0} is trending right now",
+    "Everyone is talking about {0} today #trending",
+    "Big day for {0} !",
+    "Throwback to {0} 📸 https://t.co/Xy12Ab",
+    "So much love for {0} ❤️",
+    "Just saw the latest on {0} . Thoughts ?",
+    "{0} is all over my timeline 🔥",
+    "Who else is excited about {0} ?!",
+    "Can't believe what happened with {0} 😂",
+)
+_NER_TEMPLATES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "n1": [(t, ("?",)) for t in _N1],
+    "n2": [(t, ("?", "?")) for t in (
+        "{0} and {1} all over my feed today",
+        "{0} vs {1} ... who wins ?",
+        "Thinking about {0} and {1} tonight 🤔",
+        "RT @daily_pics : {0} meets {1} #photo",
+        "{0} , {1} and a lot of coffee ☕",
+        "Can't decide between {0} and {1} 😅",
+    )],
+    "c1": [
+        ("Happy birthday to {0} , she turns 30 today 🎂", ("PER",)),
+        ("Great interview with coach {0} after the game", ("PER",)),
+        ("Flying to {0} this weekend ✈️", ("LOC",)),
+        ("Live from downtown {0} , the weather is great", ("LOC",)),
+        ("Shares of {0} jumped 5.2 % today 📈", ("ORG",)),
+        ("{0} just announced a new CEO", ("ORG",)),
+        ("Watching the {0} premiere tonight 🎬", ("MISC",)),
+        ("The new {0} album is out now 🎧", ("MISC",)),
+    ],
+    "cn": [
+        ("Coach {0} just mentioned {1} 👀", ("PER", "?")),
+        ("Shares of {0} moved after news about {1}", ("ORG", "?")),
+        ("{0} spotted in downtown {1} 📍", ("?", "LOC")),
+        ("{0} reviews the new {1} album 🎧", ("?", "MISC")),
+    ],
+    "c2": [
+        ("Coach {0} flies to {1} tomorrow", ("PER", "LOC")),
+        ("Actress {0} joins the cast of the {1} sequel 🎬", ("PER", "MISC")),
+        ("Mayor {0} meets the CEO of {1}", ("PER", "ORG")),
+        ("Shares of {0} rose after the {1} premiere", ("ORG", "MISC")),
+    ],
+}
+#: Post kinds of NER and how many of every 10 posts are of each kind.
+_NER_KIND_WEIGHTS = {"n1": 4, "n2": 3, "c1": 1, "cn": 1, "c2": 1}
+
+_RE_TEMPLATES: dict[str, list[tuple[str, str]]] = {
+    "neutral": [(t, "?") for t in (
+        "{0} and {1} 📸",
+        "New photo of {0} with {1} #tbt",
+        "RT @photo_feed : {0} , {1} and the whole crew",
+        "{0} 🤝 {1}",
+        "Can't stop looking at this pic of {0} and {1} 😂",
+        "Guess who ? {0} and {1} https://t.co/Qw3rT9",
+        "Look who showed up : {0} and {1} !",
+        "{0} with {1} last night 🔥",
+    )],
+    "cued": [
+        ("{0} and her husband {1} celebrate their anniversary 💍", "/per/per/couple"),
+        ("{0} married {1} in a private ceremony", "/per/per/couple"),
+        ("{0} , who lives in {1} , posted this", "/per/loc/place_of_residence"),
+        ("{0} is moving back home to {1} 🏠", "/per/loc/place_of_residence"),
+        ("{0} signs a new contract with {1} ✍️", "/per/org/member_of"),
+        ("{0} joins the board of {1}", "/per/org/member_of"),
+        ("{0} , a unit of {1} , reports record sales", "/org/org/subsidiary"),
+        ("{1} completes its takeover of {0}", "/org/org/subsidiary"),
+        ("Visiting {1} , a lovely town in {0} 🌄", "/loc/loc/contain"),
+        ("{0} is home to the old harbour of {1}", "/loc/loc/contain"),
+    ],
+}
+_RE_KIND_WEIGHTS = {"neutral": 7, "cued": 3}
+
+_TYPING_TEMPLATES = _N1 + (
+    "Look at {0} in this picture !",
+    "Morning post about {0} #photo",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling helpers
+# --------------------------------------------------------------------------------------------
+class _Bag:
+    """Draws items in shuffled rounds, so that every item comes up equally often."""
+
+    def __init__(self, items: Sequence[Any], rng: np.random.Generator):
+        self.items = list(items)
+        self.rng = rng
+        self.queue: list[Any] = []
+
+    def draw(self) -> Any:
+        if not self.queue:
+            self.queue = [self.items[i] for i in self.rng.permutation(len(self.items))]
+        return self.queue.pop()
+
+
+class _RoundBag(_Bag):
+    """A :class:`_Bag` over rounds of items: one round at a time, rounds in shuffled order.
+
+    Used for ordered pairs of different NER types: round ``r`` holds ``(a, a + r mod 4)`` for
+    every ``a``, so each round shows every type once in each slot and the per-slot type
+    counts stay balanced at every multiple of four draws."""
+
+    def __init__(self, rounds: Sequence[Sequence[Any]], rng: np.random.Generator):
+        super().__init__([], rng)
+        self.rounds = _Bag([list(r) for r in rounds], rng)
+
+    def draw(self) -> Any:
+        if not self.queue:
+            r = self.rounds.draw()
+            self.queue = [r[i] for i in self.rng.permutation(len(r))]
+        return self.queue.pop()
+
+
+def _weighted(weights: dict[str, int]) -> list[str]:
+    return [k for k, w in weights.items() for _ in range(w)]
+
+
+def _names(rng: np.random.Generator, k: int) -> list[str]:
+    """``k`` different names, uniform over :data:`NAMES` (never sharing a word)."""
+    while True:
+        idx = rng.choice(len(NAMES), size=k, replace=False)
+        names = [NAMES[i] for i in idx]
+        words = [w for n in names for w in n.split()]
+        if len(set(words)) == len(words):
+            return names
+
+
+def _fill(template: str, names: Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
+    """Put ``names`` into the ``{0}``/``{1}`` slots, split the text into words with
+    :func:`split_words`, and return the words and each name's token span ``[start, end)``."""
+    parts = re.split(r"\{(\d)\}", template)
+    text, char_spans = "", {}
+    for k, part in enumerate(parts):
+        if k % 2:
+            slot = int(part)
+            char_spans[slot] = (len(text), len(text) + len(names[slot]))
+            text += names[slot]
+        else:
+            text += part
+    words = split_words(text)
+    starts = {s: i for i, (_, s, _) in enumerate(words)}
+    ends = {e: i + 1 for i, (_, _, e) in enumerate(words)}
+    spans = []
+    for slot in range(len(names)):
+        cs, ce = char_spans[slot]
+        if cs not in starts or ce not in ends:
+            raise RuntimeError(f"template {template!r}: name {names[slot]!r} does not fall on "
+                               f"word boundaries")
+        spans.append((starts[cs], ends[ce]))
+    return [w for w, _, _ in words], spans
+
+
+# --------------------------------------------------------------------------------------------
+# Pictures
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Cue:
+    shape: str
+    colour: str
+    region: str  # "left", "right" or "center"
+    texture: str = "solid"
+
+
+def _polygon(cx: float, cy: float, radii: Sequence[float], angle: float) -> list[tuple]:
+    n = len(radii)
+    return [(cx + r * math.cos(angle + 2 * math.pi * k / n),
+             cy + r * math.sin(angle + 2 * math.pi * k / n)) for k, r in enumerate(radii)]
+
+
+def _shape_mask(shape: str, size: int, cx: float, cy: float, r: float,
+                rot: float) -> Image.Image:
+    """A mask ("L" image, 0 or 255) of one shape of (circum)radius about ``r`` centred at ``(cx, cy)``."""
+    m = Image.new("L", (size, size), 0)
+    d = ImageDraw.Draw(m)
+    up = -math.pi / 2
+    if shape == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    elif shape == "square":
+        d.polygon(_polygon(cx, cy, [r * 1.05] * 4, math.pi / 4 + rot), fill=255)
+    elif shape == "diamond":
+        d.polygon(_polygon(cx, cy, [r * 1.1] * 4, up + rot), fill=255)
+    elif shape == "triangle":
+        d.polygon(_polygon(cx, cy + 0.15 * r, [r * 1.1] * 3, up + rot), fill=255)
+    elif shape == "star":
+        d.polygon(_polygon(cx, cy, [r * 1.1, r * 0.47] * 5, up + rot), fill=255)
+    elif shape == "cross":
+        w = 0.28 * r
+        for a in (math.pi / 4 + rot, -math.pi / 4 + rot):
+            dx, dy = math.cos(a), math.sin(a)
+            px, py = -dy * w, dx * w
+            d.polygon([(cx - dx * r + px, cy - dy * r + py), (cx + dx * r + px, cy + dy * r + py),
+                       (cx + dx * r - px, cy + dy * r - py), (cx - dx * r - px, cy - dy * r - py)],
+                      fill=255)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    return m
+
+
+@functools.lru_cache(maxsize=8)
+def _grids(size: int) -> tuple[np.ndarray, Image.Image]:
+    """Coordinates in [-1, 1] and the diagonal stripe mask (an "L" image) of one size."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    stripes = ((xx + yy) // max(3, size // 20)) % 2 == 1
+    return (np.linspace(-1.0, 1.0, size, dtype=np.float32),
+            Image.fromarray((stripes * 255).astype(np.uint8), mode="L"))
+
+
+def _render(rng: np.random.Generator, size: int, cues: Sequence[_Cue]) -> Image.Image:
+    """Draw one picture: a light background of jittered colour with a gentle gradient, the
+    cues, then small distractor dots in random colours."""
+    s = float(size)
+    lin, stripes = _grids(size)
+    base = rng.integers(180, 236, size=3)
+    slope = rng.uniform(-12.0, 12.0, size=2).astype(np.float32)
+    shade = (slope[0] * lin)[None, :] + (slope[1] * lin)[:, None]
+    bg = np.empty((size, size, 3), dtype=np.uint8)
+    for c in range(3):
+        bg[:, :, c] = shade + float(base[c])
+    pic = Image.fromarray(bg, mode="RGB")
+    for cue in cues:
+        if cue.region == "center":
+            r = rng.uniform(0.17, 0.24) * s
+            cx = s / 2 + rng.uniform(-0.12, 0.12) * s
+        else:
+            r = rng.uniform(0.14, 0.19) * s
+            cx = (0.25 if cue.region == "left" else 0.75) * s + rng.uniform(-0.04, 0.04) * s
+        cy = s / 2 + rng.uniform(-0.2, 0.2) * s
+        rot = rng.uniform(-0.17, 0.17)  # about +-10 degrees
+        mask = _shape_mask(cue.shape, size, cx, cy, r, rot)
+        pic.paste(COLOURS[cue.colour], (0, 0, size, size), mask)
+        if cue.texture == "striped":
+            pic.paste((250, 250, 250), (0, 0, size, size), ImageChops.multiply(mask, stripes))
+        elif cue.texture != "solid":
+            raise ValueError(f"unknown texture {cue.texture!r}")
+    d = ImageDraw.Draw(pic)
+    rmax = max(2, size // 40)
+    for _ in range(int(rng.integers(3, 9))):
+        x, y = rng.uniform(0, s, size=2)
+        rd = float(rng.uniform(1, rmax))
+        d.ellipse([x - rd, y - rd, x + rd, y + rd],
+                  fill=tuple(int(v) for v in rng.integers(0, 256, size=3)))
+    return pic
+
+
+class _ImageWriter:
+    """Renders and saves the pictures of one split from its own random stream, so that the
+    text files do not depend on whether pictures are written."""
+
+    def __init__(self, rng: np.random.Generator, size: int, img_dir: Path):
+        self.rng, self.size, self.dir = rng, size, img_dir
+
+    def write(self, image_id: str, cues: Sequence[_Cue]) -> None:
+        buf = io.BytesIO()
+        _render(self.rng, self.size, cues).save(buf, format="PNG", compress_level=1)
+        (self.dir / f"{image_id}.png").write_bytes(buf.getvalue())
+
+
+# --------------------------------------------------------------------------------------------
+# The three tasks
+# --------------------------------------------------------------------------------------------
+def _rng(seed: int, task: int, split: int, stream: int) -> np.random.Generator:
+    """Stream 0 draws the text and labels of a split, stream 1 its pictures."""
+    return np.random.default_rng(np.random.SeedSequence([seed, task, split, stream]))
+
+
+def _bio(n: int, spans: Sequence[tuple[int, int]], labels: Sequence[str]) -> list[str]:
+    tags = ["O"] * n
+    for (s, e), lab in zip(spans, labels):
+        tags[s] = f"B-{lab}"
+        for i in range(s + 1, e):
+            tags[i] = f"I-{lab}"
+    return tags
+
+
+def _gen_ner(rng: np.random.Generator, n: int, split: str, size: int,
+             images: _ImageWriter | None) -> tuple[str, dict[str, Any]]:
+    kinds = _Bag(_weighted(_NER_KIND_WEIGHTS), rng)
+    tbags = {k: _Bag(range(len(v)), rng) for k, v in _NER_TEMPLATES.items()}
+    lbags: dict[tuple[str, int], _Bag] = {}
+    k = len(NER_TYPES)
+    pair_rounds = [[(NER_TYPES[a], NER_TYPES[(a + r) % k]) for a in range(k)]
+                   for r in range(1, k)]
+    out: list[str] = []
+    stats: Counter[str] = Counter()
+    for i in range(n):
+        pid = f"ner_{split}_{i:05d}"
+        kind = kinds.draw()
+        ti = tbags[kind].draw()
+        template, slots = _NER_TEMPLATES[kind][ti]
+        if kind == "n2":
+            key = (kind, ti)
+            lbags.setdefault(key, _RoundBag(pair_rounds, rng))
+            labels = list(lbags[key].draw())
+        else:
+            labels = []
+            for k, slot in enumerate(slots):
+                if slot == "?":
+                    key = (f"{kind}:{k}", ti)
+                    lbags.setdefault(key, _Bag(NER_TYPES, rng))
+                    labels.append(lbags[key].draw())
+                else:
+                    labels.append(slot)
+        tokens, spans = _fill(template, _names(rng, len(slots)))
+        order = sorted(range(len(spans)), key=lambda k: spans[k][0])
+        if len(spans) == 2:
+            regions = {order[0]: "left", order[1]: "right"}
+        else:
+            regions = {0: "left" if rng.random() < 0.5 else "right"}
+        cues = [_Cue(*NER_CUES[labels[k]], region=regions[k]) for k in range(len(spans))]
+        if images:
+            images.write(pid, cues)
+        out.append(f"IMGID:{pid}")
+        out.extend(f"{t}\t{g}" for t, g in zip(tokens, _bio(len(tokens), spans, labels)))
+        out.append("")
+        stats["posts"] += 1
+        stats["entities"] += len(spans)
+        stats["text_cued_mentions"] += sum(s != "?" for s in slots)
+        stats["two_ambiguous_mention_posts"] += kind == "n2"
+        for lab in labels:
+            stats[f"entities_{lab}"] += 1
+    return "\n".join(out) + "\n", dict(stats)
+
+
+def _gen_re(rng: np.random.Generator, n: int, split: str, size: int,
+            images: _ImageWriter | None) -> tuple[str, dict[str, Any]]:
+    kinds = _Bag(_weighted(_RE_KIND_WEIGHTS), rng)
+    tbags = {k: _Bag(range(len(v)), rng) for k, v in _RE_TEMPLATES.items()}
+    lbags: dict[int, _Bag] = {}
+    lines: list[str] = []
+    stats: Counter[str] = Counter()
+    for i in range(n):
+        pid = f"re_{split}_{i:05d}"
+        kind = kinds.draw()
+        ti = tbags[kind].draw()
+        template, rel = _RE_TEMPLATES[kind][ti]
+        if rel == "?":
+            lbags.setdefault(ti, _Bag(RE_LABELS, rng))
+            rel = lbags[ti].draw()
+        names = _names(rng, 2)
+        tokens, ((hs, he), (ts, te)) = _fill(template, names)
+        if images:
+            images.write(pid, [_Cue(*RE_CUES[rel], region="center")])
+        d = {"token": tokens, "h": {"name": names[0], "pos": [hs, he]},
+             "t": {"name": names[1], "pos": [ts, te]}, "img_id": f"{pid}.png", "relation": rel}
+        lines.append(repr(d))
+        stats["instances"] += 1
+        stats["text_cued"] += kind == "cued"
+        stats[f"relation_{rel}"] += 1
+    return "\n".join(lines) + "\n", dict(stats)
+
+
+def _gen_typing(rng: np.random.Generator, n: int, split: str, size: int,
+                images: _ImageWriter | None) -> tuple[str, dict[str, Any]]:
+    types = _Bag(range(len(TYPING_TYPES)), rng)
+    tbag = _Bag(range(len(_TYPING_TEMPLATES)), rng)
+    lines: list[str] = []
+    stats: Counter[str] = Counter()
+    for i in range(n):
+        pid = f"typing_{split}_{i:05d}"
+        t = TYPING_TYPES[types.draw()]
+        tokens, [(s, e)] = _fill(_TYPING_TEMPLATES[tbag.draw()], _names(rng, 1))
+        a = t["attributes"]
+        cue = _Cue(a["shape"], a["colour"], region=a["position"], texture=a["texture"])
+        if images:
+            images.write(pid, [cue])
+        d = {"id": pid, "tokens": tokens, "image": f"{pid}.png",
+             "annotations": [{"mention_id": f"{pid}_0", "labels": [t["name"]], "start": s,
+                              "end": e}]}
+        lines.append(json.dumps(d, ensure_ascii=False))
+        stats["posts"] += 1
+        stats[f"group_{t['group']}"] += 1
+    return "\n".join(lines) + "\n", dict(stats)
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8", newline="\n")
+
+
+def generate(out_dir: str | Path, *, seed: int = 0, n_train: int = 600, n_valid: int = 150,
+             n_test: int = 150, image_size: int = 128, images: bool = True) -> dict[str, Any]:
+    """Write the synthetic data set to ``out_dir`` (see the module docstring) and return a
+    summary: counts per task and split, text-only ceilings per split, chance levels, time.
+
+    Every one of the three tasks gets ``n_train`` / ``n_valid`` / ``n_test`` posts per split.
+    ``images=False`` skips the pictures (the text files come out the same). Existing files of
+    the same names are overwritten; nothing else is removed.
+    """
+    t0 = time.perf_counter()
+    sizes = {"train": n_train, "valid": n_valid, "test": n_test}
+    for k, v in sizes.items():
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise DataError(f"n_{k} must be a positive integer, got {v!r}", field=f"n_{k}")
+    if not isinstance(image_size, (int, np.integer)) or image_size < 32:
+        raise DataError(f"image_size must be an integer >= 32, got {image_size!r}",
+                        field="image_size")
+    out = Path(out_dir)
+    dirs = {name: out / name for name in ("ner", "re", "typing", "images")}
+    for name, p in dirs.items():
+        if images or name != "images":
+            p.mkdir(parents=True, exist_ok=True)
+
+    def writer(task: int, split: int) -> _ImageWriter | None:
+        if not images:
+            return None
+        return _ImageWriter(_rng(seed, task, split, 1), image_size, dirs["images"])
+
+    counts: dict[str, dict[str, Any]] = {"ner": {}, "re": {}, "typing": {}}
+    ceilings: dict[str, dict[str, float]] = {"ner_f1": {}, "re_accuracy": {}, "re_f1": {}}
+    pooled: dict[str, float] = {}
+    for si, split in enumerate(SPLITS):
+        text, st = _gen_ner(_rng(seed, 0, si, 0), sizes[split], split, image_size,
+                            writer(0, si))
+        _write(dirs["ner"] / f"{split}.txt", text)
+        counts["ner"][split] = st
+        exs = _read_conll(dirs["ner"] / f"{split}.txt")
+        ceilings["ner_f1"][split] = ner_text_only_ceiling(exs)
+        # A pooled image vector tells which types are present but not where: in a post with
+        # two neutral mentions of different types it can only guess the assignment (1/2).
+        pooled[split] = 1.0 - st.get("two_ambiguous_mention_posts", 0) / st["entities"]
+
+        text, st = _gen_re(_rng(seed, 1, si, 0), sizes[split], split, image_size,
+                           writer(1, si))
+        path = dirs["re"] / f"mnre_{_RE_SPLIT_FILE[split]}.txt"
+        _write(path, text)
+        counts["re"][split] = st
+        exs = _read_mnre(path)
+        ceilings["re_accuracy"][split] = re_text_only_ceiling(exs, metric="accuracy")
+        ceilings["re_f1"][split] = re_text_only_ceiling(exs, metric="f1")
+
+        text, st = _gen_typing(_rng(seed, 2, si, 0), sizes[split], split, image_size,
+                               writer(2, si))
+        _write(dirs["typing"] / f"{split}.jsonl", text)
+        counts["typing"][split] = st
+    _write(dirs["typing"] / "types.json",
+           json.dumps(TYPING_TYPES, indent=2, ensure_ascii=False) + "\n")
+
+    summary: dict[str, Any] = {
+        "seed": seed, "image_size": image_size, "sizes": sizes, "counts": counts,
+        "text_only_ceiling": ceilings,
+        "pooled_image_ceiling_ner_f1": pooled,
+        "chance": {"typing_zero_shot_within_group": 0.25, "typing_generalized_all_12": 1 / 12,
+                   "ner_type_of_ambiguous_mention": 0.25,
+                   "re_relation_of_ambiguous_instance": 1 / len(RE_LABELS)},
+        "cues": {"ner": NER_CUES, "re": RE_CUES,
+                 "regions": "two mentions: first (text order) left half, second right half; "
+                            "one mention: a random half"},
+        "images": sum(sizes.values()) * 3 if images else 0,
+    }
+    _write(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Text-only ceilings
+# --------------------------------------------------------------------------------------------
+def best_f1_with_abstention(items: Iterable[tuple[int, int]], n_gold: int) -> Fraction:
+    """Best micro F1 ``2 TP / (P + G)`` when each item ``(tp, p)`` (a context's majority-label
+    hits and its number of predictions) is either predicted as a whole or abstained on.
+
+    The optimum takes the items in order of decreasing ``tp / p`` up to some point (an item
+    pays off exactly when ``tp / p > F* / 2``), so checking every such prefix is exact.
+    """
+    if n_gold <= 0:
+        raise DataError("no gold mentions: F1 is undefined")
+    best = Fraction(0)
+    tp = p = 0
+    for g, c in sorted(items, key=lambda it: Fraction(it[0], it[1]), reverse=True):
+        tp += g
+        p += c
+        best = max(best, Fraction(2 * tp, p + n_gold))
+    return best
+
+
+def _masked(tokens: Sequence[str], marks: Sequence[tuple[int, int, str]]) -> tuple[str, ...]:
+    """The words with each marked span ``[s, e)`` replaced by its placeholder."""
+    out: list[str] = []
+    i = 0
+    for s, e, ph in sorted(marks):
+        if s < i:  # overlapping spans: keep the first
+            continue
+        out.extend(tokens[i:s])
+        out.append(ph)
+        i = e
+    out.extend(tokens[i:])
+    return tuple(out)
+
+
+def ner_text_only_ceiling(examples: Sequence[Example]) -> float:
+    """Best entity F1 of a predictor that sees each mention's context (the post with every
+    mention masked, and which mention it is) and the gold boundaries: per context the
+    majority type or nothing, chosen to maximise micro F1 exactly."""
+    groups: dict[tuple, Counter[str]] = defaultdict(Counter)
+    n_gold = 0
+    for ex in examples:
+        spans = sorted(ex.entities, key=lambda s: (s.start, s.end))
+        ctx = _masked(ex.tokens, [(s.start, s.end, "<E>") for s in spans])
+        for j, s in enumerate(spans):
+            groups[(ctx, j)][s.label] += 1
+            n_gold += 1
+    items = [(c.most_common(1)[0][1], sum(c.values())) for c in groups.values()]
+    return float(best_f1_with_abstention(items, n_gold))
+
+
+def re_text_only_ceiling(examples: Sequence[Example], *, metric: str = "accuracy") -> float:
+    """Best score of a predictor that sees the post with head and tail masked (``<H>``,
+    ``<T>``): ``accuracy`` (each context predicts its majority relation) or ``f1`` (micro F1
+    without ``None``; each context predicts its most frequent other relation or ``None``,
+    chosen to maximise F1 exactly)."""
+    groups: dict[tuple, Counter[str]] = defaultdict(Counter)
+    for ex in examples:
+        h, t = ex.head, ex.tail
+        groups[_masked(ex.tokens, [(h.start, h.end, "<H>"), (t.start, t.end, "<T>")])][
+            ex.relation] += 1
+    n = sum(sum(c.values()) for c in groups.values())
+    if n == 0:
+        raise DataError("no relation instances")
+    if metric == "accuracy":
+        return sum(c.most_common(1)[0][1] for c in groups.values()) / n
+    if metric != "f1":
+        raise DataError(f"unknown metric {metric!r}; expected 'accuracy' or 'f1'",
+                        field="metric")
+    n_gold = sum(v for c in groups.values() for k, v in c.items() if k != "None")
+    items = []
+    for c in groups.values():
+        pos = [(v, k) for k, v in c.items() if k != "None"]
+        if pos:
+            items.append((max(pos)[0], sum(c.values())))
+    return float(best_f1_with_abstention(items, n_gold))
+
+
+def text_only_ceiling(source: str | Path | Sequence[Example], *, task: str | None = None,
+                      split: str = "test", metric: str | None = None) -> float:
+    """The best score any text-only predictor can reach on a split (see the module docstring).
+
+    ``source`` is a CoNLL file, an MNRE file, a directory (the output of :func:`generate`, or
+    its ``ner`` / ``re`` folder; ``split`` picks the file), or a list of
+    :class:`~mmie.data.schema.Example` (with relations: RE, else NER). ``metric``: entity
+    ``f1`` for NER; ``accuracy`` (default) or ``f1`` for RE.
+    """
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if p.is_dir():
+            if split not in SPLITS:
+                raise DataError(f"unknown split {split!r}; expected one of {SPLITS}",
+                                field="split")
+            ner_f = [p / f"{split}.txt", p / "ner" / f"{split}.txt"]
+            re_f = [p / f"mnre_{_RE_SPLIT_FILE[split]}.txt",
+                    p / "re" / f"mnre_{_RE_SPLIT_FILE[split]}.txt"]
+            cands = ([] if task == "re" else ner_f) + ([] if task == "ner" else re_f)
+            found = [f for f in cands if f.is_file()]
+            if not found:
+                raise DataError(f"no {split} split found (looked for "
+                                f"{', '.join(str(f) for f in cands)})", path=p)
+            p = found[0]
+        if task is None:
+            task = "ner" if _first_line(p).startswith("IMGID:") else "re"
+        examples: Sequence[Example] = _read_conll(p) if task == "ner" else _read_mnre(p)
+    else:
+        examples = list(source)
+        if task is None:
+            task = "re" if any(ex.relations for ex in examples) else "ner"
+    if task == "ner":
+        if metric not in (None, "f1"):
+            raise DataError(f"NER has only the 'f1' metric, got {metric!r}", field="metric")
+        return ner_text_only_ceiling(examples)
+    if task == "re":
+        return re_text_only_ceiling(examples, metric=metric or "accuracy")
+    raise DataError(f"unknown task {task!r}; expected 'ner' or 're'", field="task")
+
+
+# --------------------------------------------------------------------------------------------
+# Minimal readers of the generated files (the full readers live in mmie.data.readers)
+# --------------------------------------------------------------------------------------------
+def _first_line(path: Path) -> str:
+    from mmie.data.io import iter_lines
+
+    for _, line in iter_lines(path):
+        if line.strip():
+            return line.strip()
+    raise DataError("file is empty", path=path)
+
+
+def _read_conll(path: Path) -> list[Example]:
+    """CoNLL with ``IMGID:`` lines; an I- tag after O or another type opens a span."""
+    from mmie.data.io import iter_lines
+
+    examples: list[Example] = []
+    cur: dict[str, Any] | None = None
+
+    def flush() -> None:
+        nonlocal cur
+        if cur and cur["tokens"]:
+            spans, start, typ = [], None, None
+            for i, tag in enumerate(cur["tags"] + ["O"]):
+                inside = tag.startswith("I-") and typ == tag[2:]
+                if start is not None and not inside:
+                    spans.append(Span(start, i, typ))
+                    start, typ = None, None
+                if tag[:2] in ("B-", "I-") and not inside:
+                    start, typ = i, tag[2:]
+            examples.append(Example(cur["id"], cur["tokens"], image=cur["id"], entities=spans))
+        cur = None
+
+    for lineno, line in iter_lines(path):
+        if line.startswith("IMGID:"):
+            flush()
+            cur = {"id": line[6:].strip(), "tokens": [], "tags": []}
+        elif not line.strip():
+            flush()
+        else:
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise DataError(f"expected token<TAB>tag, got {line!r}", path=path, line=lineno)
+            if cur is None:
+                cur = {"id": f"{path.stem}-{len(examples)}", "tokens": [], "tags": []}
+            cur["tokens"].append(parts[0])
+            cur["tags"].append(parts[1].strip())
+    flush()
+    return examples
+
+
+def _read_mnre(path: Path) -> list[Example]:
+    from mmie.data.io import iter_lines
+
+    examples = []
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            d = ast.literal_eval(line)
+            h, t = d["h"]["pos"], d["t"]["pos"]
+            examples.append(Example(str(d.get("img_id", lineno)), list(d["token"]),
+                                    image=d.get("img_id"),
+                                    entities=[Span(h[0], h[1], "head"), Span(t[0], t[1], "tail")],
+                                    relations=[Relation(0, 1, str(d["relation"]))]))
+        except (ValueError, SyntaxError, KeyError, TypeError, IndexError) as e:
+            raise DataError(f"not an MNRE line ({type(e).__name__}: {e})", path=path,
+                            line=lineno) from None
+    return examples
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: python -m mmie.data.synthetic OUT_DIR [--seed N] [--n-train N] ...
+# --------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """Generate the data set and print the summary as JSON."""
+    ap = argparse.ArgumentParser(prog="python -m mmie.data.synthetic",
+                                 description="Write mmie's synthetic multimodal demo data set.")
+    ap.add_argument("out_dir")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-train", type=int, default=600)
+    ap.add_argument("--n-valid", type=int, default=150)
+    ap.add_argument("--n-test", type=int, default=150)
+    ap.add_argument("--image-size", type=int, default=128)
+    a = ap.parse_args(argv)
+    try:
+        summary = generate(a.out_dir, seed=a.seed, n_train=a.n_train, n_valid=a.n_valid,
+                           n_test=a.n_test, image_size=a.image_size)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""MG-VMoE (Zhou et al., 2025, arXiv 2502.15290): zero-shot multimodal entity typing and
+relation extraction with a variational mixture-of-experts uni-backbone and multimodal
+graph-based virtual adversarial training.
+
+Composition (each part a module of :mod:`mmie.modules`)::
+
+    text tokens ──text encoder──> H_t ─┐
+                                       ├─ the SAME VMoE layer (experts = VIBs) ─> O_t, O_v
+    image patches ──frozen vision──proj──> H_v ─┘
+    cross-modal term:  symmetric InfoNCE(mean O_t, mean O_v)          (multi-grained: global)
+    mention/pair:      marker vector attends over [O_v; O_t]          (region + token grain)
+                       rep = [marker; attended] (head and tail for RE)
+    graph VAT:         h = [mean O_v; mean O_t]; batch graph context; adversarial KL
+    labels:            label name/description -> text encoder -> [CLS]; scored by dot product
+                       after projection (LabelScorer); ranking hinge over the candidates
+
+    loss = hinge + beta_aux * (beta_kl * KL + gate term + beta_nce * NCE + beta_vat * VAT)
+
+Gate term: gate entropy for dense gating (the paper's code), the load-balancing term for
+top-k gating.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmie.models.base import ImageInput, ModelOutput
+from mmie.models.baselines import _heads
+
+
+class MentionAttention(nn.Module):
+    """The marker vector (query) attends over the concatenated image and text outputs."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        out, _ = self.attn(query.unsqueeze(1), memory, memory, key_padding_mask=~valid)
+        return out.squeeze(1)
+
+
+class MGVMoEModel(nn.Module):
+    uses_image = True
+
+    def __init__(self, cfg, task, text_encoder, vision_encoder):
+        super().__init__()
+        from mmie.modules.label_scorer import LabelScorer
+        from mmie.modules.moe import VMoELayer
+        from mmie.modules.vat import GraphVAT
+
+        self.cfg = cfg
+        self.task_name = task.name
+        self.text = text_encoder
+        self.vision = vision_encoder
+        for p in self.vision.parameters():
+            p.requires_grad_(False)
+        H = text_encoder.hidden_size
+        self.hidden = H
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=True, dropout=cfg.dropout)
+        self.moe = VMoELayer(H, num_experts=cfg.num_experts, gating=cfg.gating, k=cfg.top_k,
+                             dropout=cfg.dropout)
+        self.mention_attn = MentionAttention(H, _heads(H), cfg.dropout)
+        n_mentions = 2 if task.name == "zs_re" else 1
+        sample_dim = 2 * H * n_mentions
+        proj = cfg.proj_dim if task.name == "zs_re" else min(cfg.proj_dim, 64)
+        self.scorer = LabelScorer(sample_dim, H, proj_dim=proj)
+        self.vat = GraphVAT(2 * H, mode=cfg.vat) if cfg.vat != "off" else None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vision.eval()
+        return self
+
+    # ---- pieces -------------------------------------------------------------------------------
+    def image_features(self, batch):
+        if "image_global" in batch:
+            return batch["image_global"], batch["image_regions"], batch["image_present"]
+        with torch.no_grad():
+            g, r = self.vision(batch["pixel_values"])
+        return g, r, batch["image_present"]
+
+    def encode_labels(self, batch) -> torch.Tensor:
+        """Label names / descriptions -> mean-pooled text-encoder states ``[L, H]``."""
+        h = self.text(batch["label_input_ids"], batch["label_attention_mask"])
+        m = batch["label_attention_mask"].unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def represent(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        from mmie.modules.alignment import info_nce
+
+        t_mask = batch["attention_mask"].bool()
+        h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
+        g, r, present = self.image_features(batch)
+        h_v, v_mask = self.image_in(g, r, present)
+        out_t = self.moe(h_t, t_mask)
+        # posts without a picture: run the experts on the (masked) image tokens but count nothing
+        out_v = self.moe(h_v, v_mask if bool(v_mask.any()) else None)
+        o_t, o_v = out_t.hidden, out_v.hidden
+        mean_t = _masked_mean(o_t, t_mask)
+        mean_v = _masked_mean(o_v, v_mask)
+        terms: dict[str, torch.Tensor] = {"kl": out_t.kl + (out_v.kl if bool(v_mask.any()) else 0.0)}
+        if self.cfg.gating == "dense":
+            terms["gate_entropy"] = out_t.gate_entropy + out_v.gate_entropy
+        else:
+            terms["load_balance"] = out_t.load_balance + out_v.load_balance
+        keep = present.bool()
+        if self.training and int(keep.sum()) >= 2:
+            terms["nce"] = info_nce(mean_t[keep], mean_v[keep], temperature=1.0, normalize=False)
+        memory = torch.cat([o_v, o_t], dim=1)
+        valid = torch.cat([v_mask, t_mask], dim=1)
+        reps = []
+        for key in (("head_pos", "tail_pos") if self.task_name == "zs_re" else ("head_pos",)):
+            idx = batch[key].view(-1, 1, 1).expand(-1, 1, o_t.shape[-1])
+            marker = torch.gather(o_t, 1, idx).squeeze(1)
+            reps += [marker, self.mention_attn(marker, memory, valid)]
+        sample = torch.cat(reps, dim=-1)
+        graph_h = torch.cat([mean_v, mean_t], dim=-1)
+        return sample, graph_h, terms
+
+    def scores(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        sample, graph_h, terms = self.represent(batch)
+        labels = self.encode_labels(batch)
+        return self.scorer(sample, labels), graph_h, terms
+
+    # ---- loss and prediction ------------------------------------------------------------------
+    def forward(self, batch) -> ModelOutput:
+        from mmie.modules.label_scorer import ranking_hinge_loss
+
+        s, graph_h, terms = self.scores(batch)
+        task_loss = ranking_hinge_loss(s, batch["labels"], margin=self.cfg.margin)
+        if self.vat is not None and self.training and graph_h.shape[0] >= 2:
+            terms["vat"], _ = self.vat(graph_h)
+        cfg = self.cfg
+        w = {"kl": cfg.beta_kl, "gate_entropy": 1.0, "load_balance": 1.0, "nce": cfg.beta_nce,
+             "vat": cfg.beta_vat}
+        aux = sum(w[k] * v for k, v in terms.items())
+        loss = task_loss + cfg.beta_aux * aux
+        log = {"task": task_loss.detach(), **{k: v.detach() for k, v in terms.items()},
+               "loss": loss.detach()}
+        return ModelOutput(loss=loss, terms=log)
+
+    @torch.no_grad()
+    def predict(self, batch) -> list[dict[str, Any]]:
+        s, _, _ = self.scores(batch)
+        prob = s.float().softmax(-1)
+        cands = batch["candidates"]
+        out = []
+        for row in prob:
+            j = int(row.argmax())
+            out.append({"label": cands[j], "score": float(row[j]),
+                        "scores": {c: float(p) for c, p in zip(cands, row)}})
+        return out
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)

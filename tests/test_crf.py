@@ -1,0 +1,155 @@
+"""CRF: likelihood, Viterbi and marginals against brute-force enumeration; BIO constraints."""
+
+import itertools
+
+import pytest
+import torch
+
+from mmie.modules.crf import CRF, FORBIDDEN, allowed_transitions_bio
+
+LABELS = ["O", "B-X", "I-X"]
+
+
+def _random_crf(constraints=None, seed=0) -> CRF:
+    torch.manual_seed(seed)
+    crf = CRF(3, constraints=constraints)
+    with torch.no_grad():  # larger than the default +-0.1 so transitions matter
+        for p in crf.parameters():
+            p.uniform_(-1.5, 1.5)
+    return crf
+
+
+def _path_score(crf: CRF, em: torch.Tensor, path, penalise: bool) -> float:
+    start, trans, end = (crf.crf.start_transitions, crf.crf.transitions, crf.crf.end_transitions)
+    if penalise:
+        start = start + crf.penalty_start
+        trans = trans + crf.penalty_transitions
+        end = end + crf.penalty_end
+    s = start[path[0]] + em[0, path[0]]
+    for i in range(1, len(path)):
+        s = s + trans[path[i - 1], path[i]] + em[i, path[i]]
+    return float((s + end[path[-1]]).detach())
+
+
+def _brute(crf, em_row, n, penalise):
+    """All K**n paths of the first n positions: (scores dict, logZ, marginals [n, K])."""
+    scores = {p: _path_score(crf, em_row, p, penalise)
+              for p in itertools.product(range(crf.num_tags), repeat=n)}
+    log_z = torch.logsumexp(torch.tensor(list(scores.values()), dtype=torch.float64), 0).item()
+    marg = torch.zeros(n, crf.num_tags, dtype=torch.float64)
+    for p, s in scores.items():
+        w = torch.exp(torch.tensor(s - log_z, dtype=torch.float64))
+        for t, k in enumerate(p):
+            marg[t, k] += w
+    return scores, log_z, marg
+
+
+LENGTHS = [4, 2, 3, 1, 0]
+
+
+def _batch(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    em = torch.randn(len(LENGTHS), 4, 3, generator=g) * 2
+    mask = torch.tensor([[t < n for t in range(4)] for n in LENGTHS])
+    tags = torch.randint(0, 3, (len(LENGTHS), 4), generator=g)
+    tags[~mask] = -100  # padding may carry the usual ignore index
+    return em, tags, mask
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_against_brute_force(constrained):
+    cons = allowed_transitions_bio(LABELS) if constrained else None
+    crf = _random_crf(cons)
+    em, tags, mask = _batch()
+    nll = crf.nll(em, tags, mask, reduction="none")
+    paths = crf.decode(em, mask)
+    marg = crf.token_marginals(em, mask)
+    log_z = crf.log_partition(em, mask)
+    for b, n in enumerate(LENGTHS):
+        if n == 0:
+            assert nll[b].item() == 0.0 and paths[b] == [] and marg[b].abs().sum() == 0
+            continue
+        # likelihood: never constrained
+        scores, lz, _ = _brute(crf, em[b], n, penalise=False)
+        gold = tuple(tags[b, :n].tolist())
+        assert nll[b].item() == pytest.approx(lz - scores[gold], abs=1e-4)
+        assert log_z[b].item() == pytest.approx(lz, abs=1e-4)
+        # decoding and marginals: constrained when constraints are set
+        scores_c, _, marg_bf = _brute(crf, em[b], n, penalise=constrained)
+        assert tuple(paths[b]) == max(scores_c, key=scores_c.get)
+        assert torch.allclose(marg[b, :n].double(), marg_bf, atol=1e-5)
+        assert torch.allclose(marg[b, :n].sum(-1), torch.ones(n), atol=1e-5)
+        assert marg[b, n:].abs().sum() == 0
+
+
+def test_nll_reductions_and_gradient():
+    crf = _random_crf()
+    em, tags, mask = _batch()
+    em.requires_grad_(True)
+    per_row = crf.nll(em, tags, mask, reduction="none")
+    nonempty = per_row[torch.tensor(LENGTHS) > 0]
+    assert crf.nll(em, tags, mask).item() == pytest.approx(nonempty.mean().item(), rel=1e-6)
+    assert crf.nll(em, tags, mask, "sum").item() == pytest.approx(per_row.sum().item(), rel=1e-6)
+    assert crf.nll(em, tags, mask, "token_mean").item() == \
+        pytest.approx(per_row.sum().item() / sum(LENGTHS), rel=1e-6)
+    loss = crf(em, tags, mask)  # forward == nll
+    loss.backward()
+    assert em.grad[~mask].abs().sum() == 0 and em.grad[mask].abs().sum() > 0
+    assert crf.crf.transitions.grad.abs().sum() > 0
+    # all rows empty: an exact 0 that still backpropagates
+    empty = crf.nll(em, tags, torch.zeros_like(mask))
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_unconstrained_decode_matches_pytorch_crf():
+    crf = _random_crf(seed=3)
+    g = torch.Generator().manual_seed(5)
+    em = torch.randn(6, 7, 3, generator=g)
+    mask = torch.tensor([[t < n for t in range(7)] for n in [7, 5, 1, 3, 7, 2]])
+    assert crf.decode(em, mask) == crf.crf.decode(em, mask)
+
+
+def test_allowed_transitions_bio():
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    c = allowed_transitions_bio(labels)
+    expected = torch.tensor([
+        # to: O  B-P   I-P    B-L   I-L
+        [1, 1, 0, 1, 0],  # from O
+        [1, 1, 1, 1, 0],  # from B-PER
+        [1, 1, 1, 1, 0],  # from I-PER
+        [1, 1, 0, 1, 1],  # from B-LOC
+        [1, 1, 0, 1, 1],  # from I-LOC
+    ], dtype=torch.bool)
+    assert torch.equal(c.transitions, expected)
+    assert c.start.tolist() == [True, True, False, True, False]
+    assert c.end.all()
+    # mapping form and non-BIO extras
+    c2 = allowed_transitions_bio({0: "O", 1: "B-A", 2: "I-A", 3: "X"})
+    assert c2.transitions[3, 2].item() is False and c2.transitions[1, 2].item() is True
+    with pytest.raises(ValueError, match="not BIO"):
+        allowed_transitions_bio(["O", "S-PER"])
+
+
+def test_constraints_make_decoding_valid():
+    crf = CRF(3, constraints=allowed_transitions_bio(LABELS))
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.zero_()
+    # emissions prefer I-X at the start and after O: invalid BIO unconstrained
+    em = torch.tensor([[[0.0, 1.0, 3.0], [2.0, -1.0, 0.5], [0.0, 0.5, 3.0]]])
+    assert crf.decode(em, constrained=False) == [[2, 0, 2]]  # I O I: 3 + 2 + 3
+    assert crf.decode(em) == [[1, 2, 2]]  # best valid: B I I = 1 + 0.5 + 3
+    marg = crf.token_marginals(em)
+    assert marg[0, 0, 2].item() < 1e-3  # I-X cannot open a sequence
+    assert crf.penalty_transitions[0, 2].item() == FORBIDDEN
+    # constraints are not saved in checkpoints (rebuilt from the label set)
+    assert set(crf.state_dict()) == {"crf.start_transitions", "crf.end_transitions",
+                                     "crf.transitions"}
+
+
+def test_mask_must_be_left_aligned():
+    crf = CRF(3)
+    with pytest.raises(ValueError, match="left-aligned"):
+        crf.decode(torch.zeros(1, 3, 3), torch.tensor([[True, False, True]]))
+    with pytest.raises(ValueError, match="emissions"):
+        crf.decode(torch.zeros(1, 3, 4))
