@@ -12,7 +12,7 @@
 How the labels depend on text and picture
 -----------------------------------------
 * **Names are uninformative.** Every mention is a name from one pool of ambiguous names
-  ("Jordan", "Amazon", "Paris", "Phoenix", "Golden State", ...) drawn uniformly at random,
+  ("Jordan", "Amazon", "Paris", "Phoenix", "Lincoln Park", ...) drawn uniformly at random,
   independently of its label.
 * **NER.** Most mentions sit in *neutral* templates ("Everyone is talking about {0} today
   #trending") and their type (PER, LOC, ORG, MISC) is drawn at random, balanced per template;
@@ -140,12 +140,12 @@ NAMES = (
     "Jordan", "Amazon", "Paris", "Apple", "Washington", "Phoenix", "Jaguar", "Mercury",
     "Chelsea", "Lincoln", "Orlando", "Victoria", "Dallas", "Austin", "Sydney", "Florence",
     "Georgia", "Jackson", "Madison", "Everest", "Savannah", "Aurora", "Delta", "Columbia",
-    "Golden State", "Lincoln Park", "Santa Cruz", "Silver Lake", "Blue Ridge", "Monte Carlo",
+    "Pacific Heights", "Lincoln Park", "Santa Cruz", "Cedar Point", "Rio Grande", "Monte Carlo",
 )
 
 _N1 = (  # one neutral mention
     "Can't stop thinking about {0} 😍",
-    "RT @newsdesk : {0} is trending right now",
+    "RT @newsdesk : {0} is trending at the moment",
     "Everyone is talking about {0} today #trending",
     "Big day for {0} !",
     "Throwback to {0} 📸 https://t.co/Xy12Ab",

@@ -40,23 +40,26 @@ class JsonlLogger(L.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not trainer.is_global_zero or trainer.global_step % self.every:
+        if not trainer.is_global_zero or (trainer.global_step - 1) % self.every:
             return
         terms = getattr(pl_module, "last_terms", {})
         row = {"step": trainer.global_step, "epoch": trainer.current_epoch + 1}
         row.update({f"train/{k}": v for k, v in terms.items()})
         append_jsonl(self.run_dir / "steps.jsonl", row)
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # validation of this epoch has run by now (Lightning validates before this hook)
+        if not trainer.is_global_zero:
             return
-        metrics = {k: _plain(v) for k, v in trainer.callback_metrics.items()
-                   if k.startswith(("train/", "dev/")) and not k.endswith("_step")}
-        metrics = {k.removesuffix("_epoch"): v for k, v in metrics.items()}
         row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
                "epoch_seconds": round(time.perf_counter() - self._epoch_start, 3)}
         opt = trainer.optimizers[0] if trainer.optimizers else None
         if opt is not None:
             row["lr"] = opt.param_groups[0]["lr"]
-        row.update(metrics)
+        row.update({f"train/{k}": v for k, v in pl_module.epoch_means().items()})
+        ev = getattr(pl_module, "last_eval", {}) or {}
+        if ev.get("split") == "dev":
+            for k, v in ev["scores"].items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    row[f"dev/{k}"] = v
         append_jsonl(self.run_dir / "metrics.jsonl", row)

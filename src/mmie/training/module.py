@@ -37,6 +37,7 @@ class MMIELightningModule(L.LightningModule):
         self._outputs: list[tuple[int, Any]] = []
         self.last_terms: dict[str, float] = {}
         self.last_eval: dict[str, Any] = {}
+        self._epoch_sums: dict[str, tuple[float, int]] = {}
 
     # ---- training -------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -46,7 +47,17 @@ class MMIELightningModule(L.LightningModule):
             self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=bs,
                      sync_dist=True)
         self.last_terms = {k: float(v) for k, v in out.terms.items()}
+        for k, v in self.last_terms.items():
+            tot, n = self._epoch_sums.get(k, (0.0, 0))
+            self._epoch_sums[k] = (tot + v * bs, n + bs)
         return out.loss
+
+    def on_train_epoch_start(self):
+        self._epoch_sums = {}
+
+    def epoch_means(self) -> dict[str, float]:
+        """This process's mean of every loss term over the epoch's training examples."""
+        return {k: tot / max(n, 1) for k, (tot, n) in self._epoch_sums.items()}
 
     # ---- evaluation -----------------------------------------------------------------------
     def _eval_step(self, batch):

@@ -27,15 +27,36 @@ from mmie.config import RunConfig
 log = logging.getLogger(__name__)
 
 
+TINY_TEXT = "random:tiny-bert"
+TINY_VISION = "random:tiny-resnet"
+
+
 def build_encoders(cfg: RunConfig, uses_image: bool):
+    """The configured encoders. ``random:tiny-bert`` / ``random:tiny-resnet`` build tiny
+    randomly initialised BERT / ResNet encoders (tests, smoke runs; no download)."""
     from mmie.encoders.text import TextEncoder
 
-    text = TextEncoder(cfg.model.text_encoder)
+    if cfg.model.text_encoder == TINY_TEXT:
+        from transformers import BertConfig
+
+        text = TextEncoder("minilm", config=BertConfig(
+            vocab_size=30530, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=512))
+        text.name = TINY_TEXT
+    else:
+        text = TextEncoder(cfg.model.text_encoder)
     vision = None
     if uses_image:
         from mmie.encoders.vision import build_vision_encoder
 
-        vision = build_vision_encoder(cfg.model.vision_encoder)
+        if cfg.model.vision_encoder == TINY_VISION:
+            from transformers import ResNetConfig
+
+            vision = build_vision_encoder(TINY_VISION, config=ResNetConfig(
+                embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_channels=3),
+                pretrained=False)
+        else:
+            vision = build_vision_encoder(cfg.model.vision_encoder)
     return text, vision
 
 
