@@ -16,7 +16,7 @@ How the labels depend on text and picture
   independently of its label.
 * **NER.** Most mentions sit in *neutral* templates ("Everyone is talking about {0} today
   #trending") and their type (PER, LOC, ORG, MISC) is drawn at random, balanced per template;
-  the type is shown in the picture only. About a third sit in *cued* templates whose words
+  the type is shown in the picture only. About a quarter sit in *cued* templates whose words
   decide the type ("Flying to {0} this weekend" -> LOC). Each type has a large saturated cue:
   PER red circle, LOC blue triangle, ORG green square, MISC yellow star. A post with two
   mentions shows the first mention's cue (in text order) in the left half of the picture and
@@ -35,9 +35,9 @@ How the labels depend on text and picture
   (colour, shape) pairs are all different. ``types.json`` describes each type by its
   attributes in words ("a red striped circle on the left of the picture"). The text of a
   typing post never reveals the type (neutral templates only).
-* **Noise.** Background colour jitter with a gentle gradient, small distractor dots in random colours,
-  jitter of position, size and rotation of the cues; cues stay large and saturated so a small
-  frozen CNN (e.g. EfficientNet-Lite0 at 128-224 px) picks them up.
+* **Noise.** Background colour jitter with a gentle gradient, small distractor dots in random
+  colours, jitter of position, size and rotation of the cues; cues stay large and saturated so
+  a small frozen CNN (e.g. EfficientNet-Lite0 at 128-224 px) picks them up.
 
 Text-only ceiling
 -----------------
@@ -47,10 +47,13 @@ is). :func:`text_only_ceiling` computes, on a split, the best score of any predi
 function of that context (and is told the gold mention boundaries): each context predicts its
 majority label, and for entity F1 (and RE F1 without ``None``) it may also abstain, chosen to
 maximise F1 exactly. It is an optimistic bound for any text-only model, since names carry no
-information. :func:`generate` reports it per split (at most 0.60 by design, about 0.5).
+information. :func:`generate` reports it per split; by design it stays under 0.60 (about
+0.46-0.48 entity F1, 0.42-0.46 RE accuracy, 0.51 RE F1 at the default sizes).
 
 Everything is seeded: the same ``seed`` and sizes give byte-identical text files and
-identical image pixels; split ``s`` of task ``t`` draws from ``SeedSequence([seed, t, s])``.
+identical image pixels. Split ``s`` of task ``t`` draws its text and labels from
+``SeedSequence([seed, t, s, 0])`` and its pictures from ``SeedSequence([seed, t, s, 1])``, so
+``images=False`` writes the same text files.
 """
 
 from __future__ import annotations
@@ -316,7 +319,8 @@ def _polygon(cx: float, cy: float, radii: Sequence[float], angle: float) -> list
 
 def _shape_mask(shape: str, size: int, cx: float, cy: float, r: float,
                 rot: float) -> Image.Image:
-    """A mask ("L" image, 0 or 255) of one shape of (circum)radius about ``r`` centred at ``(cx, cy)``."""
+    """A mask ("L" image, 0 or 255) of one shape of (circum)radius about ``r`` centred at
+    ``(cx, cy)``, rotated by ``rot`` radians."""
     m = Image.new("L", (size, size), 0)
     d = ImageDraw.Draw(m)
     up = -math.pi / 2
@@ -349,7 +353,7 @@ def _grids(size: int) -> tuple[np.ndarray, Image.Image]:
     yy, xx = np.mgrid[0:size, 0:size]
     stripes = ((xx + yy) // max(3, size // 20)) % 2 == 1
     return (np.linspace(-1.0, 1.0, size, dtype=np.float32),
-            Image.fromarray((stripes * 255).astype(np.uint8), mode="L"))
+            Image.fromarray((stripes * 255).astype(np.uint8)))
 
 
 def _render(rng: np.random.Generator, size: int, cues: Sequence[_Cue]) -> Image.Image:
@@ -363,7 +367,7 @@ def _render(rng: np.random.Generator, size: int, cues: Sequence[_Cue]) -> Image.
     bg = np.empty((size, size, 3), dtype=np.uint8)
     for c in range(3):
         bg[:, :, c] = shade + float(base[c])
-    pic = Image.fromarray(bg, mode="RGB")
+    pic = Image.fromarray(bg)
     for cue in cues:
         if cue.region == "center":
             r = rng.uniform(0.17, 0.24) * s
@@ -424,9 +428,9 @@ def _gen_ner(rng: np.random.Generator, n: int, split: str, size: int,
     kinds = _Bag(_weighted(_NER_KIND_WEIGHTS), rng)
     tbags = {k: _Bag(range(len(v)), rng) for k, v in _NER_TEMPLATES.items()}
     lbags: dict[tuple[str, int], _Bag] = {}
-    k = len(NER_TYPES)
-    pair_rounds = [[(NER_TYPES[a], NER_TYPES[(a + r) % k]) for a in range(k)]
-                   for r in range(1, k)]
+    nt = len(NER_TYPES)
+    pair_rounds = [[(NER_TYPES[a], NER_TYPES[(a + r) % nt]) for a in range(nt)]
+                   for r in range(1, nt)]
     out: list[str] = []
     stats: Counter[str] = Counter()
     for i in range(n):
@@ -454,7 +458,7 @@ def _gen_ner(rng: np.random.Generator, n: int, split: str, size: int,
         else:
             regions = {0: "left" if rng.random() < 0.5 else "right"}
         cues = [_Cue(*NER_CUES[labels[k]], region=regions[k]) for k in range(len(spans))]
-        if images:
+        if images is not None:
             images.write(pid, cues)
         out.append(f"IMGID:{pid}")
         out.extend(f"{t}\t{g}" for t, g in zip(tokens, _bio(len(tokens), spans, labels)))
@@ -485,7 +489,7 @@ def _gen_re(rng: np.random.Generator, n: int, split: str, size: int,
             rel = lbags[ti].draw()
         names = _names(rng, 2)
         tokens, ((hs, he), (ts, te)) = _fill(template, names)
-        if images:
+        if images is not None:
             images.write(pid, [_Cue(*RE_CUES[rel], region="center")])
         d = {"token": tokens, "h": {"name": names[0], "pos": [hs, he]},
              "t": {"name": names[1], "pos": [ts, te]}, "img_id": f"{pid}.png", "relation": rel}
@@ -508,7 +512,7 @@ def _gen_typing(rng: np.random.Generator, n: int, split: str, size: int,
         tokens, [(s, e)] = _fill(_TYPING_TEMPLATES[tbag.draw()], _names(rng, 1))
         a = t["attributes"]
         cue = _Cue(a["shape"], a["colour"], region=a["position"], texture=a["texture"])
-        if images:
+        if images is not None:
             images.write(pid, [cue])
         d = {"id": pid, "tokens": tokens, "image": f"{pid}.png",
              "annotations": [{"mention_id": f"{pid}_0", "labels": [t["name"]], "start": s,

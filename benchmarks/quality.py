@@ -1,0 +1,94 @@
+"""Train and evaluate a grid of recipes x seeds; write every run's numbers and a table.
+
+    python benchmarks/quality.py configs/text_synthetic_ner.yaml configs/fusion_synthetic_ner.yaml \
+        configs/mmib_synthetic_ner.yaml --seeds 0 1 2 --out results/synthetic_ner
+
+Writes ``<out>/runs.jsonl`` (one row per run: recipe, seed, dev and test P/R/F1, epochs,
+best epoch, wall time, device, encoders, image policy) and ``<out>/table.md`` (mean and std
+over seeds per recipe). Model selection is on dev only; test is evaluated once per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+
+def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[str],
+             run_root: Path) -> list[dict[str, Any]]:
+    from mmie.config import load_config
+    from mmie.training.train import train
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for cfg_path in configs:
+        for seed in seeds:
+            name = Path(cfg_path).stem
+            cfg = load_config(cfg_path, [*overrides, f"seed={seed}",
+                                         f"output_dir={run_root / name / f'seed{seed}'}"])
+            t0 = time.perf_counter()
+            summary = train(cfg)
+            row = {"recipe": name, "config": cfg_path, "seed": seed, "data": cfg.data.name,
+                   "task": cfg.model.task, "model": cfg.model.type,
+                   "text_encoder": cfg.model.text_encoder,
+                   "vision_encoder": cfg.model.vision_encoder if cfg.model.type != "text" else None,
+                   "image_policy": cfg.data.image_policy if cfg.model.type != "text" else None,
+                   "max_epochs": cfg.trainer.max_epochs, "epochs_run": summary.get("epochs_run"),
+                   "best_epoch": summary.get("best_epoch"), "dev": summary.get("dev"),
+                   "test": summary.get("test"), "wall_seconds": round(time.perf_counter() - t0, 1),
+                   "device": summary.get("device"), "overrides": overrides,
+                   "examples": summary.get("report", {}).get("examples_used")}
+            rows.append(row)
+            with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(r["recipe"], []).append(r)
+
+    def ms(vals: list[float]) -> str:
+        vals = [100 * v for v in vals]
+        if len(vals) == 1:
+            return f"{vals[0]:.2f}"
+        return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
+
+    lines = ["| recipe | data | model | seeds | test P | test R | test F1 | dev F1 | epochs (best) | wall s/run | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, rs in by.items():
+        key = "f1" if "f1" in (rs[0]["test"] or {}) else "accuracy"
+        t = [r["test"] for r in rs]
+        lines.append(
+            f"| {name} | {rs[0]['data']} | {rs[0]['model']} | {','.join(str(r['seed']) for r in rs)} "
+            f"| {ms([x.get('precision', 0) for x in t])} | {ms([x.get('recall', 0) for x in t])} "
+            f"| {ms([x[key] for x in t])} | {ms([r['dev'][key] for r in rs])} "
+            f"| {rs[0]['max_epochs']} ({','.join(str(r['best_epoch']) for r in rs)}) "
+            f"| {statistics.mean(r['wall_seconds'] for r in rs):.0f} | {rs[0]['device']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("configs", nargs="+")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--out", default="results/quality")
+    ap.add_argument("--runs", default="runs/quality", help="where run directories go")
+    a = ap.parse_args()
+    out = Path(a.out)
+    rows = run_grid(a.configs, a.seeds, out, a.overrides, Path(a.runs))
+    md = table(rows)
+    (out / "table.md").write_text(md, encoding="utf-8")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
