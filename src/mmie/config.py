@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -19,6 +20,7 @@ from mmie.errors import ConfigError
 
 TASKS = ("ner", "re", "typing")
 MODEL_TYPES = ("text", "fusion", "mmib", "mg_vmoe")
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass
@@ -185,6 +187,9 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
             return value
     elif base is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # PyYAML (YAML 1.1) reads '3e-5' (no dot) as a string: accept plain numeric strings
+        if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
             return float(value)
     elif base is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

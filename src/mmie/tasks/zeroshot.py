@@ -217,6 +217,17 @@ def load_label_resource(path_or_resource: str | Path) -> LabelResource:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON: {e.msg}", path=where, line=e.lineno) from None
+    if isinstance(data, list):  # [{"name", "description", "group"}, ...] (synthetic types.json)
+        conv: dict[str, Any] = {"labels": {}, "groups": {}}
+        for i, item in enumerate(data):
+            if not isinstance(item, dict) or "name" not in item:
+                raise DataError(f"item {i}: expected an object with 'name' and 'description'",
+                                path=where, field="labels")
+            conv["labels"][item["name"]] = {"name": item["name"],
+                                            "description": item.get("description", item["name"])}
+            if "group" in item:
+                conv["groups"].setdefault(f"G{item['group']}", []).append(item["name"])
+        data = conv
     if not isinstance(data, dict) or not isinstance(data.get("labels"), dict):
         raise DataError("expected an object with a 'labels' object", path=where, field="labels")
     labels: dict[str, dict[str, str]] = {}

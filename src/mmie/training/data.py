@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmie.config import RunConfig
 from mmie.data.schema import Example
@@ -183,12 +183,104 @@ class Collator:
         return batch
 
 
+def _dist_info() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised process group, else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class ResumableSampler(Sampler[int]):
+    """Epoch-seeded, rank-sharded sampler that can resume in the middle of an epoch.
+
+    The order of epoch ``e`` is a function of ``(seed, e)`` only (a fresh ``torch.Generator``
+    seeded ``seed + e``), so it is the same before and after a crash. Under DDP the order is
+    padded, like :class:`torch.utils.data.DistributedSampler`, to a multiple of the world size
+    by repeating its first indices, and rank ``r`` takes every ``world``-th index from ``r``;
+    evaluation drops those duplicates again by example index. The rank and world size are
+    read when iterating (the process group does not exist yet when loaders are built).
+    ``skip`` drops the first indices of this rank's share once (mid-epoch resume).
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int = 0):
+        self.n = n
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        _, world = _dist_info()
+        return -(-self.n // world)
+
+    def indices(self) -> list[int]:
+        """This rank's full share of the current epoch (nothing skipped)."""
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        rank, world = _dist_info()
+        total = -(-self.n // world) * world
+        if total > len(order) and order:
+            order = order + (order * (total // len(order) + 1))[:total - len(order)]
+        return order[rank:total:world]
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        return iter(self.indices()[skip:])
+
+
+class ResumableLoader(DataLoader):
+    """A :class:`DataLoader` over a :class:`ResumableSampler` that Lightning checkpoints.
+
+    Lightning stores ``state_dict()`` (epoch and batches handed out so far this epoch) in
+    every checkpoint and calls ``load_state_dict`` before iterating again after a restart;
+    the next iteration of the same epoch then skips the batches already trained on. The
+    count is of batches delivered to the training loop, so worker prefetching does not
+    disturb it.
+    """
+
+    def __init__(self, dataset, sampler: ResumableSampler, **kw):
+        super().__init__(dataset, sampler=sampler, **kw)
+        self._delivered = 0
+        self._resume: dict[str, int] | None = None
+
+    def __iter__(self):
+        # lazy: Lightning calls iter() before set_epoch(); the epoch is read at the first next()
+        return self._batches()
+
+    def _batches(self):
+        sampler: ResumableSampler = self.sampler  # type: ignore[assignment]
+        start = 0
+        if self._resume is not None and self._resume["epoch"] == sampler.epoch:
+            start = self._resume["batches"]
+            sampler.skip = start * (self.batch_size or 1)
+        self._resume = None
+        self._delivered = start
+        for batch in super().__iter__():
+            self._delivered += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches": self._delivered}  # type: ignore[attr-defined]
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
+
+
 def make_loader(dataset: ExampleDataset, collate: Collator, batch_size: int, shuffle: bool,
-                num_workers: int = 0, seed: int = 0) -> DataLoader:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                      num_workers=num_workers, generator=g if shuffle else None)
+                num_workers: int = 0, seed: int = 0) -> ResumableLoader:
+    """A resumable, DDP-aware loader; the shuffle order depends on ``(seed, epoch)`` only."""
+    return ResumableLoader(dataset, ResumableSampler(len(dataset), shuffle, seed),
+                           batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
 
 
 def count_truncated(text_encoder, examples: list[Example], max_length: int,

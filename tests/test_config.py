@@ -1,0 +1,181 @@
+"""Configuration loading: unknown keys (with suggestions), wrong types, bad choices, overrides
+and the ``mmie train`` shorthands."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+import mmie.cli
+from mmie.config import RunConfig, config_from_dict, load_config, parse_override
+from mmie.errors import ConfigError
+
+
+def _yaml(tmp_path, data) -> str:
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(p)
+
+
+def test_defaults_and_file_and_override_precedence(tmp_path):
+    path = _yaml(tmp_path, {"seed": 3, "trainer": {"max_epochs": 7, "lr": 1e-4}})
+    cfg = load_config(path, ["trainer.max_epochs=9"], {"trainer": {"batch_size": 4}})
+    assert cfg.seed == 3
+    assert cfg.trainer.max_epochs == 9          # --set beats the file
+    assert cfg.trainer.lr == pytest.approx(1e-4)
+    assert cfg.trainer.batch_size == 4          # extra dict applied
+    assert cfg.trainer.eval_batch_size == RunConfig().trainer.eval_batch_size
+
+
+def test_unknown_key_in_file_suggests_close_key(tmp_path):
+    path = _yaml(tmp_path, {"trainer": {"max_epoch": 3}})
+    with pytest.raises(ConfigError) as ei:
+        load_config(path)
+    msg = str(ei.value)
+    assert "trainer.max_epoch" in msg
+    assert "did you mean 'max_epochs'" in msg
+    assert path in msg  # names the file
+
+
+def test_unknown_top_level_section(tmp_path):
+    path = _yaml(tmp_path, {"modle": {"type": "mmib"}})
+    with pytest.raises(ConfigError, match=r"unknown config key 'modle'.*did you mean 'model'"):
+        load_config(path)
+
+
+def test_unknown_key_in_override_suggests_close_key():
+    with pytest.raises(ConfigError) as ei:
+        load_config(None, ["trainer.max_epoch=3"])
+    msg = str(ei.value)
+    assert "trainer.max_epoch" in msg and "'max_epochs'" in msg
+    assert "--set trainer.max_epoch=3" in msg
+
+
+def test_unknown_model_key_override():
+    with pytest.raises(ConfigError, match=r"model\.refinment.*'refinement'"):
+        load_config(None, ["model.refinment=false"])
+
+
+@pytest.mark.parametrize("override,key,want", [
+    ("trainer.max_epochs=abc", "trainer.max_epochs", "int"),
+    ("trainer.lr=fast", "trainer.lr", "float"),
+    ("model.refinement=3", "model.refinement", "bool"),
+    ("trainer.batch_size=1.5", "trainer.batch_size", "int"),
+    ("trainer.max_epochs=true", "trainer.max_epochs", "int"),
+])
+def test_wrong_type(override, key, want):
+    with pytest.raises(ConfigError) as ei:
+        load_config(None, [override])
+    msg = str(ei.value)
+    assert f"'{key}'" in msg and f"expects {want}" in msg
+
+
+def test_section_given_a_scalar(tmp_path):
+    path = _yaml(tmp_path, {"trainer": 5})
+    with pytest.raises(ConfigError, match=r"'trainer' is a section"):
+        load_config(path)
+
+
+def test_null_for_non_optional():
+    with pytest.raises(ConfigError, match=r"'trainer.lr' may not be null"):
+        load_config(None, ["trainer.lr="])
+
+
+@pytest.mark.parametrize("override,key", [
+    ("model.type=transformer", "model.type"),
+    ("model.task=ocr", "model.task"),
+    ("model.fusion=sum", "model.fusion"),
+    ("data.image_policy=ignore", "data.image_policy"),
+    ("model.vat=maybe", "model.vat"),
+])
+def test_bad_choice_names_key_and_options(override, key):
+    with pytest.raises(ConfigError) as ei:
+        load_config(None, [override])
+    msg = str(ei.value)
+    assert key in msg and "is not one of" in msg
+    bad = override.split("=", 1)[1]
+    assert repr(bad) in msg
+
+
+def test_incompatible_type_and_task():
+    with pytest.raises(ConfigError, match="mg_vmoe.*typing or re"):
+        load_config(None, ["model.type=mg_vmoe", "model.task=ner"])
+
+
+def test_bad_batch_size():
+    with pytest.raises(ConfigError, match="batch_size"):
+        load_config(None, ["trainer.batch_size=0"])
+
+
+def test_override_syntax():
+    assert parse_override("trainer.max_epochs=10") == ("trainer.max_epochs", 10)
+    assert parse_override("model.refinement=false") == ("model.refinement", False)
+    with pytest.raises(ConfigError, match="key.path=value"):
+        parse_override("trainer.max_epochs")
+
+
+def test_missing_and_invalid_yaml_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer: {max_epochs: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_config(lst)
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    cfg = load_config(None, ["model.type=fusion", "trainer.lr=2e-4", "data.limit_train=5",
+                             "trainer.devices=2"])
+    cfg.save(tmp_path / "config.yaml")
+    assert not (tmp_path / "config.yaml.tmp").exists()
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg
+    assert config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text())) == cfg
+
+
+def test_cli_shorthands_set_trainer_keys(monkeypatch, tmp_path):
+    """--devices/--strategy/--accelerator/--num-nodes/--precision/--seed/--output-dir land in
+    the config passed to train()."""
+    seen = {}
+
+    def fake_train(cfg, resume=False):
+        seen["cfg"] = cfg
+        seen["resume"] = resume
+        return {}
+
+    monkeypatch.setattr("mmie.training.train.train", fake_train)
+    rc = mmie.cli.main(["train", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu",
+                        "--num-nodes", "3", "--precision", "bf16-mixed", "--seed", "7",
+                        "--output-dir", str(tmp_path / "run"), "--set", "trainer.max_epochs=4"])
+    assert rc == 0
+    cfg = seen["cfg"]
+    assert cfg.trainer.devices == 2 and isinstance(cfg.trainer.devices, int)
+    assert cfg.trainer.strategy == "ddp"
+    assert cfg.trainer.accelerator == "cpu"
+    assert cfg.trainer.num_nodes == 3
+    assert cfg.trainer.precision == "bf16-mixed"
+    assert cfg.seed == 7
+    assert cfg.output_dir == str(tmp_path / "run")
+    assert cfg.trainer.max_epochs == 4
+    assert seen["resume"] is False
+
+
+def test_cli_train_unknown_key_exit_code(capsys):
+    rc = mmie.cli.main(["train", "--set", "trainer.max_epoch=3"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "trainer.max_epoch" in err and "max_epochs" in err
+
+
+def test_exponent_without_dot_is_a_float(tmp_path):
+    """PyYAML reads '3e-5' as a string; the config accepts it as the float it means."""
+    path = _yaml(tmp_path, {})
+    (tmp_path / "cfg.yaml").write_text("trainer:\n  lr: 3e-5\n", encoding="utf-8")
+    assert load_config(path, ["trainer.head_lr=2E-4"]).trainer.lr == pytest.approx(3e-5)
+    assert load_config(None, ["trainer.head_lr=2E-4"]).trainer.head_lr == pytest.approx(2e-4)
+    with pytest.raises(ConfigError, match="expects float"):
+        load_config(None, ["trainer.lr=3e-"])
