@@ -143,7 +143,9 @@ class TextEncoder(nn.Module):
                               "needs one (word_ids())")
         if config is None:
             try:
-                model = AutoModel.from_pretrained(path)
+                # always fp32 parameters (a checkpoint stored in fp16 would otherwise load as
+                # fp16); mixed precision is the trainer's job (trainer.precision)
+                model = AutoModel.from_pretrained(path).float()
             except OSError as e:
                 raise ConfigError(f"cannot load text encoder {self.name!r} ({path}): {e}") from e
         else:

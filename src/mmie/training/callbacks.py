@@ -27,6 +27,24 @@ def append_jsonl(path: Path, row: dict[str, Any]) -> None:
         f.flush()
 
 
+def _count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.endswith(b"\n"))
+
+
+def truncate_lines(path: Path, n: int) -> None:
+    """Keep the first ``n`` complete lines of ``path`` (atomically replaced)."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        lines = [line for line in f if line.endswith(b"\n")][:n]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(b"".join(lines))
+    tmp.replace(path)
+
+
 class JsonlLogger(L.Callback):
     """Writes ``metrics.jsonl`` (one row per epoch: train means and dev metrics) and
     ``steps.jsonl`` (every ``every_n_steps`` optimizer steps: each loss term)."""
@@ -35,6 +53,23 @@ class JsonlLogger(L.Callback):
         self.run_dir = Path(run_dir)
         self.every = max(1, every_n_steps)
         self._epoch_start = time.perf_counter()
+
+    # exact resume: a checkpoint remembers how many rows each log had; rows written after it
+    # (before a crash) are cut on resume, since the resumed run writes them again
+    _LOGS = ("metrics.jsonl", "steps.jsonl")
+    _restore: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: _count_lines(self.run_dir / name) for name in self._LOGS}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restore = {k: int(v) for k, v in state_dict.items() if k in self._LOGS}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._restore is not None and trainer.is_global_zero:
+            for name, n in self._restore.items():
+                truncate_lines(self.run_dir / name, n)
+        self._restore = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()

@@ -249,6 +249,7 @@ class ResumableLoader(DataLoader):
     """
 
     def __init__(self, dataset, sampler: ResumableSampler, **kw):
+        kw.setdefault("generator", torch.Generator())
         super().__init__(dataset, sampler=sampler, **kw)
         self._delivered = 0
         self._resume: dict[str, int] | None = None
@@ -265,6 +266,8 @@ class ResumableLoader(DataLoader):
             sampler.skip = start * (self.batch_size or 1)
         self._resume = None
         self._delivered = start
+        # own generator for the workers' base seed: iterating never draws from the global RNG
+        self.generator.manual_seed(sampler.seed * 100_003 + sampler.epoch)
         for batch in super().__iter__():
             self._delivered += 1
             yield batch

@@ -3,9 +3,11 @@ logging and dev-set model selection, on CPU, one GPU or DDP alike."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -27,7 +29,40 @@ def gather_predictions(local: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
     return sorted(seen.items())
 
 
+def rng_state() -> dict[str, Any]:
+    """Every random number generator training draws from: Python, NumPy, torch CPU, CUDA."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class MMIELightningModule(L.LightningModule):
+    """Training / evaluation glue around an mmie model.
+
+    Exact resume: every checkpoint holds each rank's RNG states (so dropout and VIB sampling
+    continue where they stopped) and the running sums behind the epoch's mean losses; they are
+    put back at ``on_train_start``, just before the first resumed step. Without a checkpoint,
+    each rank is seeded ``seed + rank`` at the start of training (identical initial weights
+    come from the common seed used to build the model; DDP also broadcasts rank 0's).
+    """
+
     def __init__(self, model: torch.nn.Module, task, cfg: RunConfig, eval_examples: dict[str, list]):
         super().__init__()
         self.model = model
@@ -54,6 +89,38 @@ class MMIELightningModule(L.LightningModule):
 
     def on_train_epoch_start(self):
         self._epoch_sums = {}
+
+    # ---- exact resume -----------------------------------------------------------------------
+    _restored: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store every rank's RNG states and this epoch's loss sums (a collective under DDP:
+        Lightning builds the checkpoint on every rank, rank 0 writes it)."""
+        mine = {"rng": rng_state(), "epoch_sums": dict(self._epoch_sums)}
+        rank, world = _rank_world()
+        if world > 1:
+            parts: list[Any] = [None] * world
+            dist.all_gather_object(parts, mine)
+        else:
+            parts = [mine]
+        checkpoint["mmie_resume"] = {"world_size": world, "ranks": parts}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored = checkpoint.get("mmie_resume")
+
+    def on_train_start(self) -> None:
+        rank, world = _rank_world()
+        saved = self._restored
+        self._restored = None
+        if saved is None:
+            L.seed_everything(self.cfg.seed + rank, workers=True, verbose=False)
+            return
+        if saved["world_size"] != world:
+            raise RuntimeError(f"checkpoint was written by {saved['world_size']} processes; "
+                               f"resume with the same number (now {world}) for an exact resume")
+        mine = saved["ranks"][rank]
+        self._epoch_sums = dict(mine["epoch_sums"])
+        set_rng_state(mine["rng"])
 
     def epoch_means(self) -> dict[str, float]:
         """This process's mean of every loss term over the epoch's training examples."""

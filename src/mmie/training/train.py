@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mmie.config import RunConfig
 
@@ -91,6 +93,45 @@ def eval_payload(module, cfg: RunConfig, split: str, task) -> dict[str, Any]:
             "image_policy": cfg.data.image_policy, **ev["scores"]}
 
 
+def launch_rank() -> int:
+    """This process's global rank as set by Lightning's DDP launcher (0 before launching)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to ``<name>.tmp`` in the same directory, fsync'ed, then
+    ``os.replace``'d: a crash leaves the previous complete file or the new one, never a
+    half-written checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+def resume_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The most advanced of ``last.ckpt`` and ``step.ckpt`` (by global step; ``last`` wins a
+    tie, as it is written after the epoch's validation). Leftover ``*.tmp`` files of an
+    interrupted save are removed."""
+    for tmp in ckpt_dir.glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+    best: tuple[int, int, Path] | None = None
+    for pref, name in ((1, "last.ckpt"), (0, "step.ckpt")):
+        path = ckpt_dir / name
+        if not path.exists():
+            continue
+        step = int(torch.load(path, map_location="cpu", weights_only=False,
+                              mmap=True).get("global_step", -1))
+        if best is None or (step, pref) > best[:2]:
+            best = (step, pref, path)
+    return best[2] if best else None
+
+
 def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -104,10 +145,11 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        for stale in ("metrics.jsonl", "steps.jsonl"):
-            (out / stale).unlink(missing_ok=True)
-    cfg.save(out / "config.yaml")
+    if launch_rank() == 0:  # DDP workers re-run this function: only rank 0 writes files
+        if not resume:
+            for stale in ("metrics.jsonl", "steps.jsonl"):
+                (out / stale).unlink(missing_ok=True)
+        cfg.save(out / "config.yaml")
 
     uses_image = model_uses_image(cfg)
     text, vision = build_encoders(cfg, uses_image)
@@ -157,11 +199,15 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
         strategy=tc.strategy, num_nodes=tc.num_nodes, precision=tc.precision,
         accumulate_grad_batches=tc.grad_accum, gradient_clip_val=tc.grad_clip or None,
         deterministic=tc.deterministic, callbacks=callbacks, logger=False,
+        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
         enable_progress_bar=tc.progress, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=tc.log_every_n_steps,
         default_root_dir=str(out))
     last = out / "checkpoints" / "last.ckpt"
-    trainer.fit(module, train_dl, dev_dl, ckpt_path=str(last) if resume and last.exists() else None)
+    start = resume_checkpoint(out / "checkpoints") if resume else None
+    if resume and start is None:
+        log.warning("--resume: no checkpoint in %s; training from scratch", out / "checkpoints")
+    trainer.fit(module, train_dl, dev_dl, ckpt_path=str(start) if start else None)
     train_seconds = time.perf_counter() - t0
 
     best_path = ckpt.best_model_path or str(last)
