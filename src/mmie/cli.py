@@ -22,6 +22,7 @@ EXAMPLES = {
     "serve": "mmie serve runs/mmib-twitter2015/model --port 8000",
     "plot": "mmie plot runs/mmib-twitter2015",
     "demo": "mmie demo --output-dir runs/demo",
+    "data": "mmie data stats twitter2015 --data-dir ../shared/data --json",
     "extract": "mmie extract --ner runs/ner/model --re runs/re/model --text '...' --image post.jpg",
 }
 
@@ -55,14 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--data-dir", help="data root (default $MMIE_DATA, then ../shared/data)")
     st.add_argument("--image-dir")
     st.add_argument("--json", action="store_true")
-    va = dsub.add_parser("validate", help="check files, SHA-256 and counts against the catalog")
+    va = dsub.add_parser("validate", help="check files, SHA-256 and counts against the catalog",
+                         description="Example:\n  mmie data validate twitter2015 --data-dir "
+                         "../shared/data", formatter_class=fmt)
     va.add_argument("name")
     va.add_argument("--data-dir")
     va.add_argument("--json", action="store_true")
-    dl = dsub.add_parser("download", help="download a data set's text files (needs internet)")
+    dl = dsub.add_parser("download", help="download a data set's text files (needs internet)",
+                         description="Example:\n  mmie data download mnre --data-dir data",
+                         formatter_class=fmt)
     dl.add_argument("name")
     dl.add_argument("--data-dir")
-    sy = dsub.add_parser("synthetic", help="generate the synthetic demo set (text + pictures)")
+    sy = dsub.add_parser("synthetic", help="generate the synthetic demo set (text + pictures)",
+                         description="Example:\n  mmie data synthetic data/synthetic --n-train 600",
+                         formatter_class=fmt)
     sy.add_argument("output_dir")
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--n-train", type=int, default=600)
@@ -142,7 +149,9 @@ def _offsets(text: str | None, name: str) -> tuple[int, int] | None:
     return a, b
 
 
-def _read_jsonl_items(path: str) -> list[dict[str, Any]]:
+def _read_jsonl_items(path: str, with_lines: bool = False) -> list[Any]:
+    """The JSON objects of a JSONL file (blank lines skipped); with ``with_lines``,
+    ``(line_number, object)`` pairs."""
     from mmie.data.io import iter_lines
     from mmie.errors import DataError
 
@@ -156,7 +165,7 @@ def _read_jsonl_items(path: str) -> list[dict[str, Any]]:
             raise DataError(f"invalid JSON ({e.msg})", path=path, line=lineno) from None
         if not isinstance(d, dict):
             raise DataError("expected a JSON object per line", path=path, line=lineno)
-        items.append(d)
+        items.append((lineno, d) if with_lines else d)
     return items
 
 
@@ -246,12 +255,25 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     pred = load(a.model_dir)
     if a.input:
-        items = _read_jsonl_items(a.input)
+        numbered = _read_jsonl_items(a.input, with_lines=True)
+        items = [d for _, d in numbered]
         from tqdm.auto import tqdm
+
+        from mmie.errors import DataError
 
         results = []
         for i in tqdm(range(0, len(items), 32), desc="predict", disable=len(items) <= 32):
-            results.extend(pred.predict_batch(items[i:i + 32]))
+            try:
+                results.extend(pred.predict_batch(items[i:i + 32]))
+            except DataError:
+                # find the offending line so the message names it (nothing is written)
+                for lineno, item in numbered[i:i + 32]:
+                    try:
+                        pred.predict_batch([item])
+                    except DataError as e:
+                        raise DataError(e.reason, path=a.input, line=lineno,
+                                        field=e.field) from None
+                raise
         _write_results(results, a.output)
         return 0
     if a.text is None:

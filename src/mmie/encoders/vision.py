@@ -127,7 +127,14 @@ def _load_lite0_weights(model: nn.Module) -> None:
 
         target = model.state_dict()
         sd = load_file(str(path))
-        model.load_state_dict({k: v.to(target[k].dtype) for k, v in sd.items()}, strict=True)
+        unknown = [k for k in sd if k not in target]
+        if unknown:
+            raise WeightMappingError(f"{path}: keys not in timm's {_TIMM_LITE0}: {unknown[:5]}")
+        missing, _ = model.load_state_dict({k: v.to(target[k].dtype) for k, v in sd.items()},
+                                           strict=False)
+        # a feature-only copy has no classifier; everything else must be there
+        if [k for k in missing if not k.startswith("classifier.")]:
+            raise WeightMappingError(f"{path}: missing weights {missing[:5]}")
         return
     sd = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(map_efficientnet_lite0_state_dict(sd, model), strict=True)

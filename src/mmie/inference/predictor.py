@@ -123,15 +123,18 @@ class Predictor:
         items = list(items)
         out: list[Any] = []
         for i in range(0, len(items), batch_size):
-            out.extend(self._predict_chunk(items[i:i + batch_size]))
+            out.extend(self._predict_chunk(items[i:i + batch_size], start=i))
         return out
 
-    def _predict_chunk(self, items: list[dict[str, Any]]) -> list[Any]:
+    def _predict_chunk(self, items: list[dict[str, Any]], start: int = 0) -> list[Any]:
         examples, offsets, texts, images = [], [], [], []
-        for n, item in enumerate(items):
+        for n, item in enumerate(items, start=start):
+            if not isinstance(item, dict):
+                raise DataError(f"item {n} must be a dict of fields, got {type(item).__name__}")
             unknown = set(item) - {"text", "image", "tokens", "head", "tail", "candidate_labels", "id"}
             if unknown:
-                raise DataError(f"unknown field(s) {sorted(unknown)} in item {n}")
+                raise DataError(f"unknown field(s) {sorted(unknown)} in item {n}; expected "
+                                "text, image, tokens, head, tail, candidate_labels, id")
             if item.get("candidate_labels") and not self.zero_shot:
                 raise DataError("candidate_labels are only accepted by zero-shot models; this "
                                 f"model predicts the fixed labels {self.labels}",

@@ -31,7 +31,11 @@ def gather_predictions(local: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
 
 def rng_state() -> dict[str, Any]:
     """Every random number generator training draws from: Python, NumPy, torch CPU, CUDA."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # plain types and tensors only, so that checkpoints load with torch.load(weights_only=True)
+    state = {"python": random.getstate(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                       float(gauss)),
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -41,7 +45,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Inverse of :func:`rng_state`."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
