@@ -18,6 +18,14 @@ from pathlib import Path
 from typing import Any
 
 
+def _device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[str],
              run_root: Path, zero_shot_folds: bool = False) -> list[dict[str, Any]]:
     from mmie.config import load_config
@@ -42,7 +50,7 @@ def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[st
                    "max_epochs": cfg.trainer.max_epochs, "epochs_run": summary.get("epochs_run"),
                    "best_epoch": summary.get("best_epoch"), "dev": summary.get("dev"),
                    "test": summary.get("test"), "wall_seconds": round(time.perf_counter() - t0, 1),
-                   "device": summary.get("device"), "overrides": overrides,
+                   "device": _device_name(), "overrides": overrides,
                    "examples": summary.get("report", {}).get("examples_used"),
                    "zero_shot": ({"seed": cfg.data.zero_shot_seed, "fold": cfg.data.zero_shot_fold,
                                   "held_out": cfg.data.held_out_type}

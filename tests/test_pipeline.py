@@ -8,6 +8,7 @@ import importlib.util
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def _synthetic_posts(models, n=12):
 
 # ---- entities from the real NER model ------------------------------------------------------
 def test_extract_entities_match_ner_predictor_with_and_without_image(pipe, models):
-    texts = _synthetic_posts(models)
+    texts = _synthetic_posts(models, 6)
     n_ents = 0
     for k, text in enumerate(texts):
         for image in (None, _image(k)):
@@ -113,7 +114,7 @@ def test_offsets_on_messy_text(fake_ner):
 # ---- batching: RE forward passes and vision calls ------------------------------------------
 def test_re_passes_per_chunk_and_one_vision_call_per_post(pipe, fake_ner, monkeypatch):
     p = Pipeline(pipe.ner, pipe.re, type_constraints=False, pair_batch_size=8)
-    p.extract("Alice")  # encodes the placeholder picture once (cached by the pipeline)
+    p.extract("Alice met Bob")  # encodes the placeholder picture once per model (cached)
     re_calls, vision_rows = [], {"ner": [], "re": []}
     real_predict = p.re.model.predict
     monkeypatch.setattr(p.re.model, "predict",
@@ -263,6 +264,7 @@ def test_service_extract(models, pipe):
 def _bench():
     spec = importlib.util.spec_from_file_location("e2e_mnre", REPO / "benchmarks" / "e2e_mnre.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["e2e_mnre"] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
@@ -312,3 +314,20 @@ def test_benchmark_grouping_and_scoring(tmp_path):
     assert res["ner_spans"]["tp"] == 5 and res["ner_spans"]["n_pred"] == 6
     assert res["ner_spans"]["n_gold"] == 5
     assert res["unannotated"] == 1 and res["unannotated_non_gold_mention"] == 1
+
+
+@pytest.mark.data
+def test_benchmark_grouping_on_mnre_test():
+    """Every MNRE test instance lands in exactly one post pair; non-None ones are relations."""
+    import os
+
+    from mmie.data.readers import read_mnre
+
+    data = Path(os.environ.get("MMIE_DATA", REPO.parent / "shared" / "data"))
+    examples = read_mnre(data / "mnre" / "mnre_test.txt").examples
+    posts = _bench().group_posts(examples)
+    assert len(examples) == 1614
+    assert sum(len(p.annotated) for p in posts) == 1614  # no instance repeats a pair
+    assert sum(len(p.relations) for p in posts) == sum(e.relation != "None" for e in examples)
+    assert len(posts) == len({(tuple(e.tokens), e.image) for e in examples}) == 914
+    assert all(len(p.entities) >= 2 for p in posts)

@@ -112,17 +112,30 @@ class MMIELightningModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._restored = checkpoint.get("mmie_resume")
+        fit = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+        self._loader_states = fit.get("combined_loader") or []
 
     def on_train_start(self) -> None:
         rank, world = _rank_world()
         saved = self._restored
         self._restored = None
+        # Lightning 2.6 only hands the saved loader position back when the train loader is set
+        # up after the restore, but ``estimated_stepping_batches`` (configure_optimizers) sets
+        # it up before; so put it back here (the loader reads it lazily at the first batch)
+        states, self._loader_states = getattr(self, "_loader_states", []), []
+        loaders = [self.trainer.train_dataloader] if self.trainer.train_dataloader is not None else []
+        for dl, st in zip([d for d in loaders if hasattr(d, "load_state_dict")], states):
+            dl.load_state_dict(st)
         if saved is None:
             L.seed_everything(self.cfg.seed + rank, workers=True, verbose=False)
             return
         if saved["world_size"] != world:
-            raise RuntimeError(f"checkpoint was written by {saved['world_size']} processes; "
-                               f"resume with the same number (now {world}) for an exact resume")
+            import warnings
+
+            warnings.warn(f"checkpoint was written by {saved['world_size']} processes, resuming "
+                          f"with {world}: the random streams are reseeded (resume not exact)")
+            L.seed_everything(self.cfg.seed + rank + 7919 * int(self.global_step), verbose=False)
+            return
         mine = saved["ranks"][rank]
         self._epoch_sums = dict(mine["epoch_sums"])
         set_rng_state(mine["rng"])
