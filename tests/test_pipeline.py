@@ -83,6 +83,7 @@ def _synthetic_posts(models, n=12):
 
 
 # ---- entities from the real NER model ------------------------------------------------------
+@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
 def test_extract_entities_match_ner_predictor_with_and_without_image(pipe, models):
     texts = _synthetic_posts(models, 6)
     n_ents = 0
@@ -102,6 +103,7 @@ def test_extract_entities_match_ner_predictor_with_and_without_image(pipe, model
     assert n_ents > 0, "the tiny NER model found no entity at all"
 
 
+@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
 def test_offsets_on_messy_text(fake_ner):
     text = "RT @x:  Alice   moved to  Paris!!! 😍 #Acme"
     res = fake_ner.extract(text)
@@ -112,6 +114,7 @@ def test_offsets_on_messy_text(fake_ner):
 
 
 # ---- batching: RE forward passes and vision calls ------------------------------------------
+@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
 def test_re_passes_per_chunk_and_one_vision_call_per_post(pipe, fake_ner, monkeypatch):
     p = Pipeline(pipe.ner, pipe.re, type_constraints=False, pair_batch_size=8)
     p.extract("Alice met Bob")  # encodes the placeholder picture once per model (cached)
@@ -150,6 +153,7 @@ def test_label_signatures():
     assert label_fits("founded_by", "LOC", "LOC")  # no signature: always allowed
 
 
+@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
 def test_type_constraints_filter_pairs(pipe, fake_ner, monkeypatch):
     labels = pipe.re.labels
     assert set(labels) >= {"None", "/per/per/couple", "/per/loc/place_of_residence",
@@ -180,6 +184,7 @@ def test_type_constraints_filter_pairs(pipe, fake_ner, monkeypatch):
 
 
 # ---- equality with the RE predictor run pair by pair ---------------------------------------
+@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
 def test_relations_equal_predictor_pair_by_pair(fake_ner):
     items = [{"text": "Alice met Bob in Paris", "image": _image(5)},
              {"text": "Acme hires Bob in Rome", "image": None}]
@@ -205,6 +210,7 @@ def test_relations_equal_predictor_pair_by_pair(fake_ner):
 
 
 # ---- construction and errors ---------------------------------------------------------------
+@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
 def test_one_directory_form_and_errors(models, tmp_path):
     both = tmp_path / "both"
     both.mkdir()
@@ -223,6 +229,7 @@ def test_one_directory_form_and_errors(models, tmp_path):
 
 
 # ---- CLI and service -----------------------------------------------------------------------
+@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
 def test_cli_extract(models, pipe, tmp_path, capsys):
     from mmie.cli import main
 
@@ -242,6 +249,7 @@ def test_cli_extract(models, pipe, tmp_path, capsys):
     assert got == json.loads(json.dumps(p.extract_batch(items)))
 
 
+@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
 def test_service_extract(models, pipe):
     from fastapi.testclient import TestClient
 
@@ -331,3 +339,56 @@ def test_benchmark_grouping_on_mnre_test():
     assert sum(len(p.relations) for p in posts) == sum(e.relation != "None" for e in examples)
     assert len(posts) == len({(tuple(e.tokens), e.image) for e in examples}) == 914
     assert all(len(p.entities) >= 2 for p in posts)
+
+
+# ---- zero-shot relation model (untrained MG-VMoE: the wiring, not the quality) -------------
+@pytest.fixture
+def zs_pipe(pipe, monkeypatch):
+    from mmie.config import load_config
+    from mmie.inference.predictor import Predictor
+    from mmie.models.factory import build_model
+    from mmie.tasks.zeroshot import ZeroShotSplit
+    from mmie.tasks.zs import ZeroShotTask
+    from mmie.training.train import build_encoders
+
+    over = [f"{k}={v}" for k, v in TINY.items() if k != "model.type"]
+    cfg = load_config(None, over + ["model.type=mg_vmoe", "model.task=re"])
+    labs = ["/per/loc/place_of_residence", "/per/per/couple", "/per/org/member_of"]
+    task = ZeroShotTask("zs_re", ZeroShotSplit((labs[0],), (labs[1],), (labs[2],)),
+                        {l: l.strip("/").replace("/", " ") for l in labs})
+    torch.manual_seed(0)
+    text, vision = build_encoders(cfg, True)
+    zs = Predictor(build_model(cfg.model, task, text, vision), task, cfg, {})
+    monkeypatch.setattr(pipe.ner.task, "decode", _fake_decode)
+    return Pipeline(pipe.ner, zs, type_constraints=False)
+
+
+@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+def test_zero_shot_candidates(zs_pipe, monkeypatch):
+    assert zs_pipe.zero_shot
+    calls = []
+    real = zs_pipe.re.model.predict
+    monkeypatch.setattr(zs_pipe.re.model, "predict",
+                        lambda b: calls.append(tuple(b["candidates"])) or real(b))
+    c1 = ["/per/loc/place_of_residence", "/per/per/couple", "born in"]
+    c2 = ["/per/org/member_of", "founded by"]
+    items = [{"text": "Alice flies to Paris", "image": _image(11), "candidate_labels": c1},
+             {"text": "Bob left Acme", "candidate_labels": c2},
+             {"text": "Alice met Bob", "candidate_labels": c1}]
+    out = zs_pipe.extract_batch(items)
+    assert sorted(calls) == sorted([tuple(c1), tuple(c2)])  # one pass per candidate set
+    for item, res in zip(items, out):
+        assert len(res["relations"]) == 2  # no None among zero-shot candidates
+        for r in res["relations"]:
+            h, t = res["entities"][r["head"]], res["entities"][r["tail"]]
+            ref = zs_pipe.re.predict(text=item["text"], image=item.get("image"),
+                                     head=(h["start"], h["end"]), tail=(t["start"], t["end"]),
+                                     candidate_labels=item["candidate_labels"])
+            assert r["label"] == ref["relation"] in item["candidate_labels"]
+            assert r["score"] == pytest.approx(ref["score"], abs=1e-5)
+    # constraints: (LOC -> PER) fits no MNRE-style candidate; "born in" has no signature
+    on = Pipeline(zs_pipe.ner, zs_pipe.re, type_constraints=True).extract(
+        "Alice flies to Paris", candidate_labels=c1)
+    assert {(r["head"], r["tail"]): r["label"] for r in on["relations"]}[(1, 0)] == "born in"
+    assert all(label_fits(r["label"], on["entities"][r["head"]]["type"],
+                          on["entities"][r["tail"]]["type"]) for r in on["relations"])

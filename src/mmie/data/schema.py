@@ -37,7 +37,8 @@ class Span:
     labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.start, int) or not isinstance(self.end, int):
+        if (not isinstance(self.start, int) or not isinstance(self.end, int)
+                or isinstance(self.start, bool) or isinstance(self.end, bool)):
             raise DataError(f"span offsets must be integers, got ({self.start!r}, {self.end!r})")
         if self.start < 0 or self.end <= self.start:
             raise DataError(f"span [{self.start}, {self.end}) is empty or negative")
@@ -167,10 +168,14 @@ def write_jsonl(examples: Iterable[Example], path: str | Path) -> int:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for ex in examples:
-            f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
-            n += 1
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for ex in examples:
+                f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+                n += 1
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-written file behind
+        raise
     tmp.replace(path)
     return n
 

@@ -1,0 +1,244 @@
+"""Python API (mmie.load / predict) and the ``mmie`` command on tiny trained models, plus the
+data statistics of the real Twitter-2015 files (``data`` marker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mmie
+import mmie.cli
+from test_training_e2e import COMBOS, get_run, read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _ner():
+    return get_run("mmib_ner", *COMBOS["mmib_ner"])
+
+
+def _re():
+    return get_run("fusion_re", *COMBOS["fusion_re"])
+
+
+def _zs():
+    return get_run("mg_vmoe_typing", *COMBOS["mg_vmoe_typing"])
+
+
+def _an_image(cfg) -> str:
+    from mmie.training.data import image_dir_for
+
+    d = Path(image_dir_for(cfg, "test"))
+    return str(sorted(p for p in d.iterdir() if p.suffix in (".jpg", ".png"))[0])
+
+
+TEXT = "RT @bob : Jordan met Obama in Chicago , wow 😍 #NBA"
+
+
+def test_ner_predict_new_post_with_and_without_image():
+    out, _, cfg = _ner()
+    pred = mmie.load(out / "model")
+    info = pred.info()
+    assert info["task"] == "ner" and info["model"] == "mmib" and not info["zero_shot"]
+    img = _an_image(cfg)
+    for image in (img, Path(img).read_bytes(), None):
+        res = pred.predict(text=TEXT, image=image)
+        assert isinstance(res, list)
+        for e in res:
+            assert TEXT[e["start"]:e["end"]] == e["text"]
+            assert e["type"] in info["labels"] and 0.0 <= e["score"] <= 1.0
+    # the loaded directory of a run also works (run dir -> run/model)
+    assert mmie.load(out).info()["labels"] == info["labels"]
+
+
+def test_ner_char_offsets_with_odd_spacing_and_emoji(monkeypatch):
+    """Token spans map back to character offsets of the *input* string (double spaces,
+    tabs, emoji), whatever the model predicts: decode is pinned to two known spans."""
+    from mmie.data.schema import Span
+
+    out, _, _ = _ner()
+    pred = mmie.load(out / "model")
+    text = "😍  RT @bob :\tJordan   Smith met  Obama 🇺🇸 in Chicago"
+
+    def fake_decode(examples, raw):
+        ex = examples[0]
+        i = ex.tokens.index("Jordan")
+        j = ex.tokens.index("Chicago")
+        assert ex.tokens[i + 1] == "Smith"
+        return [{"entities": [Span(i, i + 2, "PER", score=0.9), Span(j, j + 1, "LOC", 0.8)],
+                 "tags": []}]
+
+    monkeypatch.setattr(pred.task, "decode", fake_decode)
+    res = pred.predict(text=text)
+    assert [(e["text"], e["type"]) for e in res] == [("Jordan   Smith", "PER"),
+                                                    ("Chicago", "LOC")]
+    for e in res:
+        assert text[e["start"]:e["end"]] == e["text"]
+
+
+def test_re_predict_with_head_tail_offsets():
+    out, _, cfg = _re()
+    pred = mmie.load(out / "model")
+    text = "Jordan moved to Chicago last year"
+    head, tail = (0, 6), (16, 23)
+    assert text[slice(*head)] == "Jordan" and text[slice(*tail)] == "Chicago"
+    res = pred.predict(text=text, image=_an_image(cfg), head=head, tail=tail)
+    assert res["relation"] in pred.labels
+    assert res["head"] == [0, 6] and res["tail"] == [16, 23]
+    assert 0.0 <= res["score"] <= 1.0
+    no_img = pred.predict(text=text, head=head, tail=tail)
+    assert no_img["relation"] in pred.labels
+
+
+def test_zero_shot_candidate_labels_at_call_time():
+    out, _, cfg = _zs()
+    pred = mmie.load(out / "model")
+    assert pred.zero_shot
+    unseen = ["volcano eruption", "teapot", "submarine captain"]
+    assert not set(unseen) & set(pred.labels)
+    text = "Look at Etna tonight"
+    res = pred.predict(text=text, head=(8, 12), candidate_labels=unseen, image=_an_image(cfg))
+    assert res["type"] in unseen
+    assert set(res["scores"]) == set(unseen)
+    assert res["scores"][res["type"]] == max(res["scores"].values())
+    # default candidates (no labels given) come from the model's own label set
+    res2 = pred.predict(text=text, head=(8, 12))
+    assert res2["type"] in pred.labels
+
+
+def test_predict_batch_equals_single_predictions():
+    out, _, cfg = _ner()
+    pred = mmie.load(out / "model")
+    img = _an_image(cfg)
+    items = [{"text": TEXT, "image": img}, {"text": "Obama visits Paris"},
+             {"tokens": ["Lincoln", "Park", "rocks"], "id": "x"}]
+    batch = pred.predict_batch(items)
+    assert len(batch) == 3
+    single = [pred.predict(text=TEXT, image=img), pred.predict(text="Obama visits Paris"),
+              pred.predict(tokens=["Lincoln", "Park", "rocks"])]
+    strip = lambda rs: [[(e["start"], e["end"], e["type"]) for e in r] for r in rs]
+    assert strip(batch) == strip(single)
+
+
+def test_cli_predict_text_and_image(capsys):
+    out, _, cfg = _ner()
+    img = _an_image(cfg)
+    assert mmie.cli.main(["predict", str(out / "model"), "--text", TEXT, "--image", img]) == 0
+    res = json.loads(capsys.readouterr().out)
+    api = mmie.load(out / "model").predict(text=TEXT, image=img)
+    assert [(e["start"], e["end"], e["type"]) for e in res] == \
+        [(e["start"], e["end"], e["type"]) for e in api]
+
+
+def test_cli_predict_re_offsets(capsys):
+    out, _, _ = _re()
+    rc = mmie.cli.main(["predict", str(out / "model"), "--text", "Jordan moved to Chicago",
+                        "--head", "0,6", "--tail", "16,23"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["head"] == [0, 6] and res["tail"] == [16, 23]
+
+
+def test_cli_predict_jsonl_in_out(tmp_path, capsys):
+    out, _, cfg = _ner()
+    img = _an_image(cfg)
+    inp = tmp_path / "in.jsonl"
+    rows = [{"text": TEXT, "image": img}, {"text": "Obama visits Paris"}]
+    inp.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
+    dst = tmp_path / "out.jsonl"
+    assert mmie.cli.main(["predict", str(out / "model"), "--input", str(inp),
+                          "--output", str(dst)]) == 0
+    got = read_jsonl(dst)
+    assert len(got) == 2
+    want = mmie.load(out / "model").predict_batch(rows)
+    assert [[(e["start"], e["end"], e["type"]) for e in r] for r in got] == \
+        [[(e["start"], e["end"], e["type"]) for e in r] for r in want]
+    assert not (tmp_path / "out.jsonl.tmp").exists()
+    assert "wrote 2 results" in capsys.readouterr().err
+
+
+def test_cli_evaluate_output_recomputable_ner(tmp_path, capsys):
+    from mmie.metrics import entity_scores
+
+    out, _, _ = _ner()
+    dst = tmp_path / "ev.jsonl"
+    assert mmie.cli.main(["evaluate", str(out / "model"), "--split", "test", "--output",
+                          str(dst), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    recs = read_jsonl(dst)
+    assert len(recs) == res["n"] > 0
+    for r in recs:
+        assert {"id", "tokens", "gold", "pred", "gold_tags", "pred_tags"} <= set(r)
+        assert len(r["gold_tags"]) == len(r["pred_tags"]) == len(r["tokens"])
+    again = entity_scores([r["gold_tags"] for r in recs], [r["pred_tags"] for r in recs])
+    for k in ("precision", "recall", "f1", "strict_f1"):
+        assert again[k] == pytest.approx(res[k], abs=1e-12), k
+    # gold entity count in the file = the metric's support
+    assert sum(len(r["gold"]) for r in recs) == res["strict_support"]
+
+
+def test_cli_evaluate_output_recomputable_re(tmp_path, capsys):
+    from mmie.metrics import relation_scores
+
+    out, _, _ = _re()
+    dst = tmp_path / "ev.jsonl"
+    assert mmie.cli.main(["evaluate", str(out / "model"), "--output", str(dst), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    recs = read_jsonl(dst)
+    again = relation_scores([r["gold"] for r in recs], [r["pred"] for r in recs],
+                            none_label="None")
+    for k in ("precision", "recall", "f1", "accuracy"):
+        assert again[k] == pytest.approx(res[k], abs=1e-12), k
+    acc = sum(r["gold"] == r["pred"] for r in recs) / len(recs)
+    assert res["accuracy"] == pytest.approx(acc)
+
+
+def _data_dir() -> str:
+    return os.environ.get("MMIE_DATA") or str(REPO.parent / "shared" / "data")
+
+
+@pytest.mark.data
+def test_data_stats_twitter2015_counts(capsys):
+    d = _data_dir()
+    assert Path(d, "twitter2015").is_dir(), f"data missing: {d}/twitter2015 (set MMIE_DATA)"
+    assert mmie.cli.main(["data", "stats", "twitter2015", "--data-dir", d, "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)["splits"]
+    got = {s: (st[s]["posts"], st[s]["entities"], st[s]["i_opened_spans"])
+           for s in ("train", "valid", "test")}
+    assert got == {"train": (4000, 6352, 186), "valid": (1000, 1594, 53),
+                   "test": (3257, 5207, 135)}
+    for s in st.values():
+        assert s["entities"] == s["entities_b_only"] + s["i_opened_spans"]
+        assert sum(v["conll"] for v in s["entities_by_label"].values()) == s["entities"]
+
+
+COMMANDS = [["data"], ["data", "stats"], ["data", "validate"], ["data", "download"],
+            ["data", "synthetic"], ["train"], ["evaluate"], ["predict"], ["extract"], ["serve"],
+            ["plot"], ["demo"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: "-".join(c))
+def test_help_has_example(cmd, capsys):
+    with pytest.raises(SystemExit) as ei:
+        mmie.cli.main([*cmd, "--help"])
+    assert ei.value.code == 0
+    text = capsys.readouterr().out
+    assert "Example" in text and "mmie " + cmd[0] in text
+
+
+def test_version_subprocess():
+    exe = Path(sys.executable).with_name("mmie")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mmie"]
+    r = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"mmie {mmie.__version__}"
+
+
+def test_no_command_prints_help(capsys):
+    assert mmie.cli.main([]) == 2
+    assert "Examples" in capsys.readouterr().out
