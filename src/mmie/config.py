@@ -62,6 +62,8 @@ class ModelConfig:
     """cross (MMIB's cross-modal attention) | concat (simple fusion baseline)"""
     use_regions: bool = True
     """Feed the region grid (not only the global vector) to fusion."""
+    region_grid: int = 3
+    """Image regions are the vision encoder's feature map average-pooled to N x N."""
     # --- MMIB -----------------------------------------------------------------------------
     refinement: bool = True
     alignment: bool = True

@@ -607,3 +607,16 @@ def build_vision_encoder(name: str = DEFAULT_VISION_ENCODER, *, pretrained: bool
         return HFVisionEncoder(name, pretrained=pretrained, frozen=frozen, image_size=image_size)
     raise ConfigError(f"unknown vision encoder {name!r}: use '{DEFAULT_VISION_ENCODER}', "
                       "'timm:<model>' or a timm model name, or 'hf:<model id or path>'")
+
+
+def pool_regions(regions: torch.Tensor, grid: int) -> torch.Tensor:
+    """Average-pool a square region grid ``[N, R, D]`` to ``grid x grid`` regions (``R`` not
+    a square, or already that small: unchanged). Training (cached features) and prediction
+    (pixels) both go through this, so a model sees the same regions in both."""
+    n, r, d = regions.shape
+    side = int(round(r ** 0.5))
+    if grid <= 0 or side * side != r or side <= grid:
+        return regions
+    x = regions.transpose(1, 2).reshape(n, d, side, side)
+    x = torch.nn.functional.adaptive_avg_pool2d(x, grid)
+    return x.reshape(n, d, grid * grid).transpose(1, 2).contiguous()

@@ -41,20 +41,24 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
         cfg.data.image_policy = image_policy
     cfg.data.limit_eval = limit
     task, model = pred.task, pred.model
-    examples = load_examples(cfg, split)
-    if hasattr(task, "filter_splits"):
-        examples = task.filter_splits({split: examples}, evaluation=True)[split]
+    if getattr(task, "zero_shot", False):
+        # zero-shot instances go with their label, pooled over the data set's splits (as in
+        # training), so the same instances are scored here as in the run's eval_test.json
+        pooled = {s: load_examples(cfg, s) for s in ("train", "dev", "test")}
+        examples = task.filter_splits(pooled)["dev" if split in ("dev", "valid", "val") else split]
+    else:
+        examples = load_examples(cfg, split)
     report: dict[str, Any] = {"examples": len(examples)}
     features, rows = None, None
     if model.vision is not None:
         features, kept = compute_image_features(cfg, model.vision, {split: examples}, report)
         examples, rows = kept[split], features.rows[split]
     dl = make_loader(ExampleDataset(examples, rows), Collator(task, model.text,
-                     cfg.data.max_length, features), batch_size, False)
+                     cfg.data.max_length, features, phase=split), batch_size, False)
     outputs: list[Any] = []
     with torch.no_grad():
         for batch in tqdm(dl, desc=f"evaluate {split}", disable=not progress):
-            batch = {k: v.to(pred.device) for k, v in batch.items()}
+            batch = {k: v.to(pred.device) if hasattr(v, "to") else v for k, v in batch.items()}
             outputs.extend(model.predict(batch))
     preds = task.decode(examples, outputs)
     scores = task.evaluate(examples, preds)

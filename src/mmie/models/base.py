@@ -93,9 +93,11 @@ class MMIEModel(nn.Module):
         dev = batch["input_ids"].device
         if "pixel_values" in batch and self.vision is not None:
             self.vision.eval()
+            from mmie.encoders.vision import pool_regions
+
             with torch.no_grad():
                 g, r = self.vision(batch["pixel_values"])
-            return g, r, batch["image_present"]
+            return g, pool_regions(r.float(), self.cfg.region_grid), batch["image_present"]
         D = self.vision.out_dim if self.vision is not None else 1
         R = self.vision.num_regions if self.vision is not None else 1
         return (torch.zeros(B, D, device=dev), torch.zeros(B, R, D, device=dev),

@@ -80,9 +80,11 @@ class MGVMoEModel(nn.Module):
     def image_features(self, batch):
         if "image_global" in batch:
             return batch["image_global"], batch["image_regions"], batch["image_present"]
+        from mmie.encoders.vision import pool_regions
+
         with torch.no_grad():
             g, r = self.vision(batch["pixel_values"])
-        return g, r, batch["image_present"]
+        return g, pool_regions(r.float(), self.cfg.region_grid), batch["image_present"]
 
     def encode_labels(self, batch) -> torch.Tensor:
         """Label names / descriptions -> mean-pooled text-encoder states ``[L, H]``."""

@@ -87,8 +87,9 @@ class ZeroShotTask(Task):
             n_val = max(1, (n - n_seen) // 2)
             split = split_relations(labels, cfg.data.zero_shot_seed, n_seen=n_seen, n_val=n_val,
                                     n_unseen=n - n_seen - n_val)
-            res = load_label_resource(cfg.data.label_descriptions or _default_resource(cfg, "re"))
-            texts = {l: res.text(l, "name+description") for l in split.all_labels}
+            res = load_label_resource(cfg.data.label_descriptions or "mnre_relations")
+            texts = {l: (res.text(l, "name+description") if l in res.labels else relation_name(l))
+                     for l in split.all_labels}
             return cls("zs_re", split, texts)
         types = sorted({s.label for ex in every for s in ex.entities})
         if cfg.data.held_out_type:
@@ -205,6 +206,11 @@ class ZeroShotTask(Task):
             results.append({key: out["label"], "score": round(out["score"], 6),
                             "scores": {k: round(v, 6) for k, v in out["scores"].items()}})
         return results
+
+
+def relation_name(label: str) -> str:
+    """``/per/loc/place_of_residence`` -> ``place of residence`` (a label without a text)."""
+    return label.rstrip("/").split("/")[-1].replace("_", " ")
 
 
 def _default_resource(cfg, kind: str) -> str:

@@ -87,15 +87,7 @@ class ImageFeatures:
     rows: dict[str, list[int]] = field(default_factory=dict)
 
 
-def pool_regions(regions: torch.Tensor, grid: int) -> torch.Tensor:
-    """Average-pool a square region grid ``[N, R, D]`` to ``grid x grid`` regions."""
-    n, r, d = regions.shape
-    side = int(round(r ** 0.5))
-    if grid <= 0 or side * side != r or side <= grid:
-        return regions
-    x = regions.transpose(1, 2).reshape(n, d, side, side)
-    x = torch.nn.functional.adaptive_avg_pool2d(x, grid)
-    return x.reshape(n, d, grid * grid).transpose(1, 2).contiguous()
+from mmie.encoders.vision import pool_regions  # noqa: E402  (re-exported)
 
 
 def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Example]],
@@ -142,7 +134,7 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
     report["images"] = counts
     glob, regions = cache.get_or_compute(keys)
     report["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
-    regions = pool_regions(regions.float(), region_grid)
+    regions = pool_regions(regions.float(), cfg.model.region_grid)
     return ImageFeatures(glob.float(), regions, rows), kept
 
 

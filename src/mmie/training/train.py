@@ -72,7 +72,7 @@ def make_task(cfg: RunConfig, train_examples, eval_examples):
 
     if cfg.model.task == "ner":
         return NERTask.from_examples(train_examples)
-    if cfg.model.task == "re":
+    if cfg.model.task == "re" and cfg.model.type != "mg_vmoe":
         return RETask.from_examples(train_examples)
     from mmie.tasks.zs import ZeroShotTask
 
