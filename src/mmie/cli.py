@@ -127,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("model_dir")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--re", dest="re_model", help="an RE model directory: adds POST /extract "
+                   "(entities and relations from raw text) with MODEL_DIR as the NER model")
     pl = add("plot", "write PNG figures (loss terms, dev metrics, confusion) of a run")
     pl.add_argument("run_dir")
     pl.add_argument("--out-dir")
@@ -192,10 +194,10 @@ def cmd_data(a: argparse.Namespace) -> int:
     elif a.data_command == "validate":
         rep = catalog.validate(a.name, data_dir=a.data_dir)
         if a.json:
-            _print_json(rep)
+            _print_json(rep.to_dict())
         else:
-            print(catalog.format_validation(rep) if hasattr(catalog, "format_validation") else rep)
-        return 0 if rep.get("ok", False) else 1
+            print(rep)
+        return 0 if rep.ok else 1
     elif a.data_command == "download":
         catalog.download(a.name, data_dir=a.data_dir)
     elif a.data_command == "synthetic":
@@ -302,7 +304,7 @@ def cmd_extract(a: argparse.Namespace) -> int:
 def cmd_serve(a: argparse.Namespace) -> int:
     from mmie.serve.app import serve
 
-    serve(a.model_dir, host=a.host, port=a.port)
+    serve(a.model_dir, host=a.host, port=a.port, re_model_dir=a.re_model)
     return 0
 
 

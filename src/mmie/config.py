@@ -44,7 +44,9 @@ class DataConfig:
     held_out_type: str | None = None
     """Twitter leave-one-type-out zero-shot typing: the unseen type."""
     label_descriptions: str | None = None
-    """JSON file {label: description} used to embed labels (default: built-in resources)."""
+    """Label-text JSON used to embed zero-shot labels: {"labels": {label: {"name", "description"}},
+    "groups": {...}} or a list of {"name", "description", "group"} (default: built-in
+    resources, see src/mmie/resources/)."""
     synthetic_size: int = 600
     """Training posts of the generated synthetic set (valid/test get a quarter each)."""
 

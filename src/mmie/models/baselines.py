@@ -20,7 +20,7 @@ class TextOnlyModel(MMIEModel):
 class SimpleFusionModel(MMIEModel):
     """Text encoder + image features, fused without any regularizer.
 
-    ``model.fusion=concat`` (default for this baseline): the projected global image vector is
+    ``model.fusion=concat`` (what the ``fusion_*`` recipes use): the projected global image vector is
     concatenated to every token and mapped back to the hidden size. ``model.fusion=cross``:
     the same cross-modal attention MMIB uses, over the global vector and the region grid.
     """

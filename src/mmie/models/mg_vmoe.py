@@ -11,7 +11,7 @@ Composition (each part a module of :mod:`mmie.modules`)::
     mention/pair:      marker vector attends over [O_v; O_t]          (region + token grain)
                        rep = [marker; attended] (head and tail for RE)
     graph VAT:         h = [mean O_v; mean O_t]; batch graph context; adversarial KL
-    labels:            label name/description -> text encoder -> [CLS]; scored by dot product
+    labels:            "name: description" -> text encoder -> mean pool; scored by dot product
                        after projection (LabelScorer); ranking hinge over the candidates
 
     loss = hinge + beta_aux * (beta_kl * KL + gate term + beta_nce * NCE + beta_vat * VAT)

@@ -115,12 +115,12 @@ class VMoELayer(nn.Module):
                  gating: str = "dense", k: int = 2, dropout: float = 0.1):
         super().__init__()
         if gating not in GATINGS:
-            raise ConfigError(f"model.moe_gating: unknown gating {gating!r}; "
+            raise ConfigError(f"model.gating: unknown gating {gating!r}; "
                               f"expected one of {', '.join(GATINGS)}")
         if num_experts < 1:
             raise ConfigError(f"model.num_experts must be >= 1, got {num_experts}")
         if gating == "topk" and not 1 <= k <= num_experts:
-            raise ConfigError(f"model.moe_k must be in [1, num_experts={num_experts}], got {k}")
+            raise ConfigError(f"model.top_k must be in [1, num_experts={num_experts}], got {k}")
         self.dim = dim
         self.num_experts = num_experts
         self.gating = gating

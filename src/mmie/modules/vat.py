@@ -65,7 +65,7 @@ def graph_context_logits(h: torch.Tensor, scale: float | None = None, context: s
     if h.dim() != 2:
         raise ValueError(f"graph_context_logits expects h of shape [B, D], got {tuple(h.shape)}")
     if context not in CONTEXTS:
-        raise ConfigError(f"model.vat_context: unknown context {context!r}; "
+        raise ConfigError(f"GraphVAT context: unknown context {context!r}; "
                           f"expected one of {', '.join(CONTEXTS)}")
     B, D = h.shape
     hn = F.normalize(h, dim=-1)
@@ -113,16 +113,16 @@ class GraphVAT(nn.Module):
                  context: str = "mean", exclude_self: bool = False):
         super().__init__()
         if mode not in MODES:
-            raise ConfigError(f"model.vat_mode: unknown mode {mode!r}; "
+            raise ConfigError(f"model.vat: unknown mode {mode!r}; "
                               f"expected one of {', '.join(MODES)}")
         if context not in CONTEXTS:
-            raise ConfigError(f"model.vat_context: unknown context {context!r}; "
+            raise ConfigError(f"GraphVAT context: unknown context {context!r}; "
                               f"expected one of {', '.join(CONTEXTS)}")
         if eps <= 0 or xi <= 0:
-            raise ConfigError(f"model.vat_eps and model.vat_xi must be > 0, got {eps}, {xi}")
+            raise ConfigError(f"GraphVAT eps and xi must be > 0, got {eps}, {xi}")
         if power_iterations < 1 or inner_steps < 0:
-            raise ConfigError("model.vat_power_iterations must be >= 1 and "
-                              "model.vat_inner_steps >= 0")
+            raise ConfigError("GraphVAT power_iterations must be >= 1 and "
+                              "inner_steps >= 0")
         self.dim = dim
         self.mode = mode
         self.eps = eps

@@ -91,7 +91,7 @@ from mmie.encoders.vision import pool_regions  # noqa: E402  (re-exported)
 
 
 def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Example]],
-                           report: dict[str, Any], region_grid: int = 3) -> tuple[ImageFeatures, dict]:
+                           report: dict[str, Any]) -> tuple[ImageFeatures, dict]:
     """Load every split's images under the policy, encode them through the feature cache,
     and drop examples whose image is skipped. Returns features and the kept examples."""
     from mmie.data.images import ImageLoader
