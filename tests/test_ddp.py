@@ -44,7 +44,6 @@ def test_sharding_pads_and_gather_drops_duplicates(monkeypatch):
     assert gather_predictions(merged) == [(i, f"p{i}") for i in range(N_EVAL)]
 
 
-@pytest.mark.slow
 def test_two_process_ddp_matches_single_process_evaluate(tmp_path: Path):
     out, cache = tmp_path / "run", tmp_path / "cache"
     config = tmp_path / "tiny.yaml"

@@ -166,7 +166,7 @@ def test_expert_sampling():
 def test_bad_config():
     with pytest.raises(ConfigError, match="gating"):
         VMoELayer(8, gating="sparse")
-    with pytest.raises(ConfigError, match="moe_k"):
+    with pytest.raises(ConfigError, match="top_k"):
         VMoELayer(8, num_experts=4, gating="topk", k=5)
     with pytest.raises(ValueError, match="shape"):
         VMoELayer(8)(torch.randn(2, 3, 7))

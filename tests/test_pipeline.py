@@ -83,7 +83,7 @@ def _synthetic_posts(models, n=12):
 
 
 # ---- entities from the real NER model ------------------------------------------------------
-@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+
 def test_extract_entities_match_ner_predictor_with_and_without_image(pipe, models):
     texts = _synthetic_posts(models, 6)
     n_ents = 0
@@ -103,7 +103,7 @@ def test_extract_entities_match_ner_predictor_with_and_without_image(pipe, model
     assert n_ents > 0, "the tiny NER model found no entity at all"
 
 
-@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+
 def test_offsets_on_messy_text(fake_ner):
     text = "RT @x:  Alice   moved to  Paris!!! 😍 #Acme"
     res = fake_ner.extract(text)
@@ -114,7 +114,7 @@ def test_offsets_on_messy_text(fake_ner):
 
 
 # ---- batching: RE forward passes and vision calls ------------------------------------------
-@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+
 def test_re_passes_per_chunk_and_one_vision_call_per_post(pipe, fake_ner, monkeypatch):
     p = Pipeline(pipe.ner, pipe.re, type_constraints=False, pair_batch_size=8)
     p.extract("Alice met Bob")  # encodes the placeholder picture once per model (cached)
@@ -153,7 +153,7 @@ def test_label_signatures():
     assert label_fits("founded_by", "LOC", "LOC")  # no signature: always allowed
 
 
-@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+
 def test_type_constraints_filter_pairs(pipe, fake_ner, monkeypatch):
     labels = pipe.re.labels
     assert set(labels) >= {"None", "/per/per/couple", "/per/loc/place_of_residence",
@@ -184,7 +184,7 @@ def test_type_constraints_filter_pairs(pipe, fake_ner, monkeypatch):
 
 
 # ---- equality with the RE predictor run pair by pair ---------------------------------------
-@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+
 def test_relations_equal_predictor_pair_by_pair(fake_ner):
     items = [{"text": "Alice met Bob in Paris", "image": _image(5)},
              {"text": "Acme hires Bob in Rome", "image": None}]
@@ -210,7 +210,7 @@ def test_relations_equal_predictor_pair_by_pair(fake_ner):
 
 
 # ---- construction and errors ---------------------------------------------------------------
-@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+
 def test_one_directory_form_and_errors(models, tmp_path):
     both = tmp_path / "both"
     both.mkdir()
@@ -229,7 +229,7 @@ def test_one_directory_form_and_errors(models, tmp_path):
 
 
 # ---- CLI and service -----------------------------------------------------------------------
-@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+
 def test_cli_extract(models, pipe, tmp_path, capsys):
     from mmie.cli import main
 
@@ -249,7 +249,7 @@ def test_cli_extract(models, pipe, tmp_path, capsys):
     assert got == json.loads(json.dumps(p.extract_batch(items)))
 
 
-@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+
 def test_service_extract(models, pipe):
     from fastapi.testclient import TestClient
 
@@ -363,7 +363,7 @@ def zs_pipe(pipe, monkeypatch):
     return Pipeline(pipe.ner, zs, type_constraints=False)
 
 
-@pytest.mark.slow  # shares the ~25 s (2 cores, idle) tiny-model training fixture
+
 def test_zero_shot_candidates(zs_pipe, monkeypatch):
     assert zs_pipe.zero_shot
     calls = []

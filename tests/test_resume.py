@@ -72,7 +72,6 @@ def test_sampler_resumes_mid_epoch_and_shards():
     assert sum(first + rest, []) == full
 
 
-@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path: Path):
     cache = tmp_path / "cache"
     config = tmp_path / "tiny.yaml"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import itertools
 import json
-import time
 from collections import Counter, defaultdict
 from fractions import Fraction
 from pathlib import Path
@@ -381,10 +380,3 @@ def test_entry_points_and_errors(tmp_path: Path, capsys) -> None:
         syn.text_only_ceiling(tmp_path)
     with pytest.raises(DataError, match="unknown metric"):
         syn.text_only_ceiling(tmp_path / "cli" / "re", metric="auc")
-
-
-@pytest.mark.slow
-def test_generation_time_at_default_size(tmp_path: Path) -> None:
-    t0 = time.perf_counter()
-    syn.generate(tmp_path, seed=1)
-    assert time.perf_counter() - t0 < 30

@@ -126,10 +126,7 @@ def _recompute(out: Path, tmp_path: Path) -> tuple[dict[str, Any], list[dict[str
     return res, read_jsonl(pred_file)
 
 
-@pytest.mark.parametrize("name", ["mmib_ner", "fusion_re", pytest.param(
-    "mg_vmoe_typing", marks=pytest.mark.xfail(strict=True, reason="BUG inference/evaluate.py: "
-    "Collator(...) is built without phase=split, so zero-shot evaluation scores test examples "
-    "against the *seen* (train) candidates: DataError gold label not among candidates"))])
+@pytest.mark.parametrize("name", ["mmib_ner", "fusion_re", "mg_vmoe_typing"])
 def test_checkpoint_round_trip_evaluate_matches(name, tmp_path):
     """The reloaded model/ reproduces the test predictions and scores of training."""
     out, _, _ = get_run(name, *COMBOS[name])
@@ -174,11 +171,6 @@ def test_predictor_reproduces_test_predictions_ner():
         assert sorted(got) == sorted(want), r["id"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG models/base.py image_features: the pixel path "
-                   "(Predictor, service) feeds the vision encoder's raw 28x28=784 regions, while "
-                   "training feeds cached regions pooled to 3x3 by training/data.py "
-                   "pool_regions(region_grid=3): train/serve skew, scores differ by ~1e-2 and "
-                   "some labels flip. Fix: pool_regions(r, 3) in the pixel path too")
 def test_predictor_reproduces_test_predictions_re():
     import mmie
     from mmie.data.images import resolve_image
@@ -238,10 +230,6 @@ def test_mmib_ablation_switches(switch, absent, present):
     assert load_config(out / "config.yaml") == cfg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG training/train.py make_task: model.task=re builds "
-                   "the supervised RETask even for model.type=mg_vmoe, so the zero-shot "
-                   "model gets no label texts (KeyError 'label_input_ids'); and the synthetic "
-                   "set has no re/relations.json that tasks/zs.py _default_resource points to")
 def test_mg_vmoe_zero_shot_re_on_synthetic():
     out, summary, _ = get_run("mg_vmoe_re", "model.type=mg_vmoe", "model.task=re",
                               "trainer.max_epochs=1")

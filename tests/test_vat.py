@@ -145,9 +145,9 @@ def test_gradient_matches_finite_differences():
 
 
 def test_bad_config():
-    with pytest.raises(ConfigError, match="vat_mode"):
+    with pytest.raises(ConfigError, match="model.vat"):
         GraphVAT(D, mode="fgsm")
-    with pytest.raises(ConfigError, match="vat_context"):
+    with pytest.raises(ConfigError, match="context"):
         GraphVAT(D, context="max")
     with pytest.raises(ValueError, match="shape"):
         GraphVAT(D)(torch.randn(4, D + 1))

@@ -185,6 +185,10 @@ class Pipeline:
             for k in range(len(pils)):
                 if pils[k] is None:
                     glob[k], reg[k] = pg[0], pr[0]
+        from mmie.encoders.vision import pool_regions
+
+        # the same region grid the model was trained on (and the Predictor's pixel path uses)
+        reg = pool_regions(reg.float(), pred.cfg.model.region_grid)
         return {"image_global": glob, "image_regions": reg, "image_present": present}
 
     def _features_for(self, pred: Predictor, pils: list[Any], cache: dict) -> Any:

@@ -9,7 +9,6 @@ counted in the returned report (never silently replaced).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
