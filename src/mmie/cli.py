@@ -332,7 +332,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
     ex = load_examples(cfg, "test")[0]
     img_dir = image_dir_for(cfg, "test")
-    image = str(Path(img_dir) / ex.image) if img_dir and ex.image else None
+    from mmie.data.images import resolve_image
+
+    found = resolve_image(img_dir, ex.image) if img_dir and ex.image else None
+    image = str(found) if found else None
     text = " ".join(ex.tokens)
     if a.task == "ner":
         res = pred.predict(text=text, image=image)
