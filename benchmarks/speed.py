@@ -116,7 +116,8 @@ def char_offsets(tokens: list[str]) -> list[tuple[int, int]]:
 class Setup:
     """Config, task, examples, image paths, encoders and model of one benchmarked model."""
 
-    def __init__(self, name: str, synthetic_size: int, device: torch.device, seed: int = 0):
+    def __init__(self, name: str, synthetic_size: int, device: torch.device, seed: int = 0,
+                 keep: dict[str, int] | None = None):
         from mmie.config import load_config
         from mmie.models.factory import build_model
         from mmie.training.data import image_dir_for, load_examples
@@ -129,7 +130,8 @@ class Setup:
         self.task = make_task(self.cfg, splits["train"], splits)
         if hasattr(self.task, "filter_splits"):
             splits = self.task.filter_splits(splits)
-        self.splits = splits
+        # only the posts the benchmark uses (their pictures are all that is encoded / cached)
+        self.splits = {s: v[:keep[s]] if keep else v for s, v in splits.items()}
         self.uses_image = model_uses_image(self.cfg)
         self.text, self.vision = build_encoders(self.cfg, self.uses_image)
         self.model = build_model(self.cfg.model, self.task, self.text, self.vision).to(device)
@@ -402,12 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic-size", type=int, default=600,
                     help="training posts of the synthetic set (distinct pictures)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--warmup", type=int, default=2, help="untimed training steps")
-    ap.add_argument("--steps", type=int, default=6, help="timed training steps per variant")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed training steps")
+    ap.add_argument("--steps", type=int, default=4, help="timed training steps per variant")
     ap.add_argument("--latency-posts", type=int, default=16, help="posts predicted one by one")
     ap.add_argument("--batch-posts", type=int, default=64, help="posts through predict_batch")
-    ap.add_argument("--cache-images", type=int, default=64)
-    ap.add_argument("--pipeline-posts", type=int, default=16)
+    ap.add_argument("--cache-images", type=int, default=32)
+    ap.add_argument("--pipeline-posts", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--load-threshold", type=float, default=1.5)
     ap.add_argument("--max-wait", type=float, default=300.0)
@@ -436,11 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     from mmie.models.factory import save_pretrained
 
     work = Path(tempfile.mkdtemp(prefix="mmie-speed-"))
+    n_items = max(args.latency_posts, args.batch_posts, args.pipeline_posts, 32)
+    keep = {"train": args.batch_size * (args.warmup + args.steps), "dev": n_items,
+            "test": n_items}
     model_dirs: dict[str, Path] = {}
     setups: dict[str, Setup] = {}
     for name in ("text", "mmib", "mg_vmoe"):
         print(f"[speed] training: {name}", flush=True)
-        su = Setup(name, args.synthetic_size, device)
+        su = Setup(name, args.synthetic_size, device, keep=keep)
         su.prime_cache()
         modes = ["cached"] if not su.uses_image else ["cached", "pixels"]
         if name == "mmib":
@@ -464,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # RE model for the pipeline (trained the same brief way, not timed)
     print("[speed] RE model for the pipeline", flush=True)
-    su_re = Setup("mmib_re", args.synthetic_size, device)
+    su_re = Setup("mmib_re", args.synthetic_size, device, keep=keep)
     su_re.prime_cache()
     bench_training(su_re, "cached", args.batch_size, 0, args.steps, clock)
     model_dirs["mmib_re"] = save_pretrained(su_re.model, su_re.task, su_re.cfg, work / "mmib_re")
@@ -472,7 +477,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import mmie
 
-    n_items = max(args.latency_posts, args.batch_posts, 32)
     for name in ("text", "mmib", "mg_vmoe"):
         print(f"[speed] inference: {name}", flush=True)
         items = inference_items(setups[name], n_items)

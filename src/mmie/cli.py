@@ -20,6 +20,7 @@ EXAMPLES = {
                "--image post.jpg",
     "serve": "mmie serve runs/mmib-twitter2015/model --port 8000",
     "plot": "mmie plot runs/mmib-twitter2015",
+    "plot-zs": "mmie plot-zs runs/mgvmoe-wikidiverse/model --split test --out-dir figs",
     "demo": "mmie demo --output-dir runs/demo",
     "data": "mmie data stats twitter2015 --data-dir ../shared/data --json",
     "extract": "mmie extract --ner runs/ner/model --re runs/re/model --text '...' --image post.jpg",
@@ -131,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
     pl = add("plot", "write PNG figures (loss terms, dev metrics, confusion) of a run")
     pl.add_argument("run_dir")
     pl.add_argument("--out-dir")
+    pz = add("plot-zs", "write PNG diagnostics of a saved MG-VMoE model on a split: expert "
+                        "routing per gold label and a 2-D PCA of instance and label vectors")
+    pz.add_argument("model_dir")
+    pz.add_argument("--split", default="test", help="train, dev or test (test = unseen labels)")
+    pz.add_argument("--data", help="catalog name or directory (default: the training data)")
+    pz.add_argument("--data-dir")
+    pz.add_argument("--out-dir", help="default: <MODEL_DIR>/../plots")
+    pz.add_argument("--limit", type=int, help="use only the first N instances of the split")
     dm = add("demo", "the main job on the embedded defaults: generate the synthetic set, train "
                      "MMIB, evaluate, reload and predict")
     dm.add_argument("--output-dir", default="runs/demo")
@@ -315,6 +324,15 @@ def cmd_plot(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot_zs(a: argparse.Namespace) -> int:
+    from mmie.plots.zeroshot import plot_zero_shot
+
+    for p in plot_zero_shot(a.model_dir, split=a.split, data=a.data, data_dir=a.data_dir,
+                            out_dir=a.out_dir, limit=a.limit):
+        print(p)
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     """Synthetic set -> MMIB training -> test evaluation -> reload -> prediction."""
     from mmie.config import load_config
@@ -355,7 +373,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
             "predict": cmd_predict, "extract": cmd_extract, "serve": cmd_serve,
-            "plot": cmd_plot, "demo": cmd_demo}
+            "plot": cmd_plot, "plot-zs": cmd_plot_zs, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,7 +73,24 @@ class NERTask(Task):
 
         gold = [self.gold_tags(ex) for ex in examples]
         pred = [p["tags"] for p in predictions]
-        return entity_scores(gold, pred)
+        scores = entity_scores(gold, pred)
+        scores["confusion"] = self.type_confusion(examples, predictions)
+        return scores
+
+    def type_confusion(self, examples, predictions) -> dict:
+        """Per-type confusion at the span level: rows gold type, columns predicted type of the
+        predicted span with the same boundaries; ``O`` = no span there (missed / spurious)."""
+        labels = self.types + ["O"]
+        idx = {t: i for i, t in enumerate(labels)}
+        m = [[0] * len(labels) for _ in labels]
+        for ex, p in zip(examples, predictions):
+            g = {(s.start, s.end): s.label for s in ex.entities}
+            q = {(s.start, s.end): s.label for s in p["entities"]}
+            for key in set(g) | set(q):
+                gi = idx.get(g.get(key, "O"), idx["O"])
+                pi = idx.get(q.get(key, "O"), idx["O"])
+                m[gi][pi] += 1
+        return {"labels": labels, "matrix": m}
 
     def record(self, example, prediction):
         return {"id": example.id, "tokens": example.tokens, "image": example.image,
