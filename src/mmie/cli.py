@@ -162,21 +162,9 @@ def _offsets(text: str | None, name: str) -> tuple[int, int] | None:
 def _read_jsonl_items(path: str, with_lines: bool = False) -> list[Any]:
     """The JSON objects of a JSONL file (blank lines skipped); with ``with_lines``,
     ``(line_number, object)`` pairs."""
-    from mmie.data.io import iter_lines
-    from mmie.errors import DataError
+    from mmie.data.io import iter_json_objects
 
-    items = []
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg})", path=path, line=lineno) from None
-        if not isinstance(d, dict):
-            raise DataError("expected a JSON object per line", path=path, line=lineno)
-        items.append((lineno, d) if with_lines else d)
-    return items
+    return [(lineno, d) if with_lines else d for lineno, d in iter_json_objects(path)]
 
 
 def _write_results(results: list[Any], output: str | None) -> None:

@@ -30,3 +30,22 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                                 f"{e.start + 1}); expected UTF-8 text", path=p,
                                 line=lineno) from None
             yield lineno, text.rstrip("\r\n")
+
+
+def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` of a JSON-lines file; blank lines are skipped, and a
+    line that is not valid JSON or not a JSON object raises :class:`DataError` naming it."""
+    import json
+
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON ({e.msg} at column {e.colno})", path=path,
+                            line=lineno) from None
+        if not isinstance(d, dict):
+            raise DataError(f"expected a JSON object, got {type(d).__name__}", path=path,
+                            line=lineno)
+        yield lineno, d

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from mmie.data.io import iter_lines
+from mmie.data.io import iter_json_objects, iter_lines
 from mmie.data.schema import Example, Relation, Span, read_jsonl
 from mmie.data.tags import check_tag, tags_to_spans
 from mmie.errors import DataError
@@ -320,17 +320,7 @@ def read_mfiger(path: str | Path) -> ReadResult:
     examples: list[Example] = []
     labels_c: Counter[str] = Counter()
     no_image = fixed = 0
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg} at column {e.colno})", path=path,
-                            line=lineno) from None
-        if not isinstance(d, dict):
-            raise DataError(f"expected a JSON object, got {type(d).__name__}", path=path,
-                            line=lineno)
+    for lineno, d in iter_json_objects(path):
         tokens = _check_tokens(_require(d, "tokens", list, path, lineno), path, lineno,
                                "tokens")
         anns = _require(d, "annotations", list, path, lineno)

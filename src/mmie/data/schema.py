@@ -182,14 +182,7 @@ def write_jsonl(examples: Iterable[Example], path: str | Path) -> int:
 
 def read_jsonl(path: str | Path) -> Iterator[Example]:
     """Read mmie's own JSON lines form (as written by :func:`write_jsonl`)."""
-    from mmie.data.io import iter_lines
+    from mmie.data.io import iter_json_objects
 
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg} at column {e.colno})", path=path,
-                            line=lineno) from None
+    for lineno, d in iter_json_objects(path):
         yield Example.from_dict(d, path=path, line=lineno)
