@@ -236,7 +236,7 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
                    "dev": _headline(dev_eval), "test": _headline(test_eval),
                    "train_seconds": round(train_seconds, 2),
                    "total_seconds": round(time.perf_counter() - t0, 2),
-                   "device": str(module.device), "report": report}
+                   "device": _device_name(trainer), "report": report}
         write_json(out / "summary.json", summary)
     return summary
 
@@ -257,3 +257,11 @@ def _best_epoch(path: Path, monitor: str) -> int | None:
     rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
     rows = [r for r in rows if r.get(monitor) is not None]
     return max(rows, key=lambda r: r[monitor])["epoch"] if rows else None
+
+
+def _device_name(trainer) -> str:
+    """What trained the model (Lightning moves the module back to the CPU after fit)."""
+    dev = trainer.strategy.root_device
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} x{trainer.world_size}"
+    return f"{dev.type} x{trainer.world_size} ({torch.get_num_threads()} threads)"
