@@ -27,38 +27,44 @@ def _device_name() -> str:
 
 
 def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[str],
-             run_root: Path, zero_shot_folds: bool = False) -> list[dict[str, Any]]:
+             run_root: Path, zero_shot_folds: bool = False,
+             held_out: list[str] | None = None, recipe_suffix: str = "") -> list[dict[str, Any]]:
     from mmie.config import load_config
     from mmie.training.train import train
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for cfg_path in configs:
-        for seed in seeds:
-            name = Path(cfg_path).stem
-            fold = ([f"data.zero_shot_seed={seed}", f"data.zero_shot_fold={seed % 3}"]
-                    if zero_shot_folds else [])
-            cfg = load_config(cfg_path, [*overrides, *fold, f"seed={seed}",
-                                         f"output_dir={run_root / name / f'seed{seed}'}"])
-            t0 = time.perf_counter()
-            summary = train(cfg)
-            row = {"recipe": name, "config": cfg_path, "seed": seed, "data": cfg.data.name,
-                   "task": cfg.model.task, "model": cfg.model.type,
-                   "text_encoder": cfg.model.text_encoder,
-                   "vision_encoder": cfg.model.vision_encoder if cfg.model.type != "text" else None,
-                   "image_policy": cfg.data.image_policy if cfg.model.type != "text" else None,
-                   "max_epochs": cfg.trainer.max_epochs, "epochs_run": summary.get("epochs_run"),
-                   "best_epoch": summary.get("best_epoch"), "dev": summary.get("dev"),
-                   "test": summary.get("test"), "wall_seconds": round(time.perf_counter() - t0, 1),
-                   "device": _device_name(), "overrides": overrides,
-                   "examples": summary.get("report", {}).get("examples_used"),
-                   "zero_shot": ({"seed": cfg.data.zero_shot_seed, "fold": cfg.data.zero_shot_fold,
-                                  "held_out": cfg.data.held_out_type}
-                                 if cfg.model.type == "mg_vmoe" else None)}
-            rows.append(row)
-            with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            print(json.dumps(row), flush=True)
+    grid = [(c, s, h) for c in configs for s in seeds for h in (held_out or [None])]
+    for cfg_path, seed, held in grid:
+        name = Path(cfg_path).stem + recipe_suffix
+        fold = ([f"data.zero_shot_seed={seed}", f"data.zero_shot_fold={seed % 3}"]
+                if zero_shot_folds else [])
+        if held is not None:
+            fold.append(f"data.held_out_type={held}")
+        sub = f"seed{seed}" + (f"-{held}" if held else "")
+        cfg = load_config(cfg_path, [*overrides, *fold, f"seed={seed}",
+                                     f"output_dir={run_root / name / sub}"])
+        t0 = time.perf_counter()
+        summary = train(cfg)
+        row = {"recipe": name, "config": cfg_path, "seed": seed, "data": cfg.data.name,
+               "task": cfg.model.task, "model": cfg.model.type,
+               "text_encoder": cfg.model.text_encoder,
+               "vision_encoder": cfg.model.vision_encoder if cfg.model.type != "text" else None,
+               "image_policy": cfg.data.image_policy if cfg.model.type != "text" else None,
+               "max_epochs": cfg.trainer.max_epochs, "epochs_run": summary.get("epochs_run"),
+               "best_epoch": summary.get("best_epoch"), "dev": summary.get("dev"),
+               "test": summary.get("test"), "wall_seconds": round(time.perf_counter() - t0, 1),
+               "device": _device_name(), "overrides": overrides,
+               "examples": summary.get("report", {}).get("examples_used"),
+               "zero_shot": ({"seed": cfg.data.zero_shot_seed, "fold": cfg.data.zero_shot_fold,
+                              "held_out": cfg.data.held_out_type}
+                             if cfg.model.type in ("mg_vmoe", "label_sim") else None),
+               "model_overrides": {k: v for k, v in cfg.model.__dict__.items()
+                                   if k in ("num_experts", "vat", "gating")}}
+        rows.append(row)
+        with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
     return rows
 
 
@@ -73,10 +79,13 @@ def table(rows: list[dict[str, Any]]) -> str:
             return f"{vals[0]:.2f}"
         return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
 
+    zs = [r for r in rows if r.get("zero_shot")]
+    if zs:
+        return zs_table(by)
     lines = ["| recipe | data | model | seeds | test P | test R | test F1 | dev F1 | epochs (best) | wall s/run | device |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rs in by.items():
-        key = "accuracy" if rs[0]["model"] == "mg_vmoe" else "f1"
+        key = "f1"
         t = [r["test"] for r in rs]
         lines.append(
             f"| {name} | {rs[0]['data']} | {rs[0]['model']} | {','.join(str(r['seed']) for r in rs)} "
@@ -84,6 +93,35 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {ms([x[key] for x in t])} | {ms([r['dev'][key] for r in rs])} "
             f"| {rs[0]['max_epochs']} ({','.join(str(r['best_epoch']) for r in rs)}) "
             f"| {statistics.mean(r['wall_seconds'] for r in rs):.0f} | {rs[0]['device']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _ms(vals: list[float]) -> str:
+    vals = [100 * v for v in vals]
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}"
+    return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
+
+
+def zs_table(by: dict[str, list[dict[str, Any]]]) -> str:
+    """Zero-shot rows: unseen accuracy and macro-F1 (and, for leave-one-type-out, seen accuracy
+    and the harmonic mean), mean ± std over the folds; chance = 1 / number of candidates."""
+    lines = ["| recipe | data | model | folds | unseen acc | unseen macro-F1 | seen acc | H | "
+             "dev acc | epochs | wall s/run | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, rs in by.items():
+        t = [r["test"] for r in rs]
+        acc = [x.get("unseen_accuracy", x.get("accuracy")) for x in t]
+        seen = [x["seen_accuracy"] for x in t if "seen_accuracy" in x]
+        hm = [x["harmonic_mean"] for x in t if "harmonic_mean" in x]
+        folds = ",".join(f"{r['seed']}" + (f"/{r['zero_shot']['held_out']}"
+                                           if r["zero_shot"].get("held_out") else "") for r in rs)
+        lines.append(
+            f"| {name} | {rs[0]['data']} | {rs[0]['model']} | {folds} | {_ms(acc)} "
+            f"| {_ms([x.get('macro_f1', 0) for x in t])} | {_ms(seen) if seen else '—'} "
+            f"| {_ms(hm) if hm else '—'} | {_ms([r['dev'].get('accuracy', 0) for r in rs])} "
+            f"| {rs[0]['max_epochs']} | {statistics.mean(r['wall_seconds'] for r in rs):.0f} "
+            f"| {rs[0]['device']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -98,9 +136,19 @@ def main() -> None:
     ap.add_argument("--zero-shot-folds", action="store_true",
                     help="seed k also picks the zero-shot label split: MNRE relation shuffle "
                          "seed k, entity-typing group rotation k mod 3")
+    ap.add_argument("--held-out", nargs="+", default=None, metavar="TYPE",
+                    help="leave-one-type-out typing: one run per held-out type (x seeds)")
+    ap.add_argument("--suffix", default="", help="appended to every recipe name (e.g. _no_vat "
+                    "for an ablation given by --set)")
+    ap.add_argument("--table-only", action="store_true",
+                    help="rebuild table.md from <out>/runs.jsonl without training")
     a = ap.parse_args()
     out = Path(a.out)
-    rows = run_grid(a.configs, a.seeds, out, a.overrides, Path(a.runs), a.zero_shot_folds)
+    if a.table_only:
+        rows = [json.loads(l) for l in (out / "runs.jsonl").read_text().splitlines() if l.strip()]
+    else:
+        rows = run_grid(a.configs, a.seeds, out, a.overrides, Path(a.runs), a.zero_shot_folds,
+                        a.held_out, a.suffix)
     md = table(rows)
     (out / "table.md").write_text(md, encoding="utf-8")
     print(md)

@@ -100,6 +100,18 @@ def cuda_peak_mb(device: torch.device) -> float | None:
     return None
 
 
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast (the GPU fast path) or a no-op context for fp32."""
+    import contextlib
+
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+PRECISION = "fp32"  # set from --precision in main()
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -224,7 +236,8 @@ def bench_training(su: Setup, mode: str, batch_size: int, warmup: int, steps: in
     def step(build):
         batch = build()  # batch building (collate, pictures) is inside the timed step
         opt.zero_grad(set_to_none=True)
-        out = su.model(batch)
+        with autocast(su.device, PRECISION):
+            out = su.model(batch)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(su.model.parameters(), su.cfg.trainer.grad_clip)
         opt.step()
@@ -239,10 +252,54 @@ def bench_training(su: Setup, mode: str, batch_size: int, warmup: int, steps: in
         times.append(clock.now() - t0)
     total = sum(times)
     return {"model": su.name, "mode": mode, "batch_size": batch_size, "warmup_steps": warmup,
-            "steps": steps, "seconds": round(total, 3),
+            "precision": PRECISION, "steps": steps, "seconds": round(total, 3),
             "posts_per_s": round(batch_size * steps / total, 2),
             "s_per_step_median": round(statistics.median(times), 4),
             "maxrss_mb": maxrss_mb(), "cuda_peak_mb": cuda_peak_mb(su.device)}
+
+
+# ---- 1b. batch-size sweep (cached features): training and prediction, collate vs model ---------
+def bench_sweep(su: Setup, batch_sizes: list[int], warmup: int, steps: int,
+                clock: Clock) -> list[dict[str, Any]]:
+    """Posts/s of training steps and of prediction (``model.predict`` on collated batches with
+    cached image features, no gradients) per batch size; the share of batch building (collate:
+    tokenisation, padding, feature rows) is timed separately to show where time goes."""
+    from mmie.training.data import Collator
+
+    exs = su.splits["train"]
+    rows_all = su.rows["train"] if su.rows is not None else [-1] * len(exs)
+    out = []
+    for bs in batch_sizes:
+        n = warmup + steps
+        if len(exs) < bs * n:
+            print(f"[speed]   sweep: skip batch {bs} ({len(exs)} posts < {bs * n})", flush=True)
+            continue
+        r = bench_training(su, "cached", bs, warmup, steps, clock)
+        collate = Collator(su.task, su.text, su.cfg.data.max_length, su.features, phase="eval")
+        su.model.eval()
+        items = [[(i, exs[i], rows_all[i]) for i in range(b * bs, (b + 1) * bs)] for b in range(n)]
+        t_col = t_model = 0.0
+        with torch.no_grad():
+            for b, chunk in enumerate(items):
+                t0 = clock.now()
+                batch = to_device(collate(chunk), su.device)
+                t1 = clock.now()
+                with autocast(su.device, PRECISION):
+                    su.model.predict(batch)
+                t2 = clock.now()
+                if b >= warmup:
+                    t_col += t1 - t0
+                    t_model += t2 - t1
+        posts = bs * steps
+        out.append({"model": su.name, "batch_size": bs, "precision": PRECISION,
+                    "train_posts_per_s": r["posts_per_s"],
+                    "predict_posts_per_s": round(posts / (t_col + t_model), 1),
+                    "predict_model_only_posts_per_s": round(posts / t_model, 1),
+                    "collate_share": round(t_col / (t_col + t_model), 3),
+                    "cuda_peak_mb": cuda_peak_mb(su.device)})
+        print(f"[speed]   sweep {su.name} b{bs}: train {r['posts_per_s']} predict "
+              f"{out[-1]['predict_posts_per_s']} posts/s", flush=True)
+    return out
 
 
 # ---- 3. inference ----------------------------------------------------------------------------------
@@ -380,6 +437,14 @@ def print_table(res: dict[str, Any]) -> None:
               f"{r['maxrss_mb']:>12}")
     ref = res["reference"]
     print(f"reference loop -> mmie default (cached, batched), MMIB: x{ref['speedup']}")
+    if res.get("sweep"):
+        print("\n== batch-size sweep (cached features) ==")
+        print(f"{'model':<8}{'batch':>6}{'train p/s':>11}{'predict p/s':>13}{'model-only':>12}"
+              f"{'collate %':>10}")
+        for r in res["sweep"]:
+            print(f"{r['model']:<8}{r['batch_size']:>6}{r['train_posts_per_s']:>11}"
+                  f"{r['predict_posts_per_s']:>13}{r['predict_model_only_posts_per_s']:>12}"
+                  f"{100 * r['collate_share']:>10.0f}")
     print("\n== inference ==")
     print(f"{'model':<10}{'b1 ms p50':>10}{'b1 ms p90':>10}{'b1 post/s':>10}{'b32 post/s':>11}"
           f"{'b32 ms/post':>12}")
@@ -414,7 +479,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load-threshold", type=float, default=1.5)
     ap.add_argument("--max-wait", type=float, default=300.0)
     ap.add_argument("--no-wait", action="store_true")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: torch.autocast(bfloat16) around forward passes (GPU fast path)")
+    ap.add_argument("--sweep", type=int, nargs="*", default=[],
+                    help="batch sizes for the cached-feature sweep of text and MMIB "
+                         "(training and prediction posts/s); needs synthetic-size >= 5 x max")
     args = ap.parse_args(argv)
+    global PRECISION
+    PRECISION = args.precision
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but no CUDA device is available")
@@ -432,14 +504,16 @@ def main(argv: list[str] | None = None) -> int:
                    "warmup": args.warmup, "steps": args.steps,
                    "latency_posts": args.latency_posts, "batch_posts": args.batch_posts,
                    "cache_images": args.cache_images, "pipeline_posts": args.pipeline_posts,
-                   "precision": "fp32 eager", "text_encoder": "minilm",
+                   "precision": f"{args.precision} eager", "sweep": args.sweep,
+                   "text_encoder": "minilm",
                    "vision_encoder": "efficientnet_lite0"},
         "training": [], "inference": {}}
     from mmie.models.factory import save_pretrained
 
     work = Path(tempfile.mkdtemp(prefix="mmie-speed-"))
     n_items = max(args.latency_posts, args.batch_posts, args.pipeline_posts, 32)
-    keep = {"train": args.batch_size * (args.warmup + args.steps), "dev": n_items,
+    keep = {"train": max([args.batch_size, *args.sweep]) * (args.warmup + args.steps),
+            "dev": n_items,
             "test": n_items}
     model_dirs: dict[str, Path] = {}
     setups: dict[str, Setup] = {}
@@ -454,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
             r = bench_training(su, mode, args.batch_size, args.warmup, args.steps, clock)
             res["training"].append(r)
             print(f"[speed]   {mode}: {r['posts_per_s']} posts/s", flush=True)
+        if args.sweep and name in ("text", "mmib"):
+            res.setdefault("sweep", []).extend(
+                bench_sweep(su, args.sweep, args.warmup, args.steps, clock))
         model_dirs[name] = save_pretrained(su.model, su.task, su.cfg, work / name)
         setups[name] = su
     by = {(r["model"], r["mode"]): r for r in res["training"]}
@@ -481,8 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[speed] inference: {name}", flush=True)
         items = inference_items(setups[name], n_items)
         pred = mmie.load(model_dirs[name], device=device)
-        res["inference"][name] = bench_inference(pred, items, args.latency_posts,
-                                                 args.batch_posts, clock, device)
+        with autocast(device, PRECISION):
+            res["inference"][name] = bench_inference(pred, items, args.latency_posts,
+                                                     args.batch_posts, clock, device)
         del pred
 
     print("[speed] feature cache", flush=True)
@@ -497,9 +575,10 @@ def main(argv: list[str] | None = None) -> int:
     res["feature_cache"] = bench_cache(su.vision, paths[:args.cache_images], clock, device)
 
     print("[speed] pipeline", flush=True)
-    res["pipeline"] = bench_pipeline(model_dirs["mmib"], model_dirs["mmib_re"],
-                                     inference_items(setups["mmib"], args.pipeline_posts),
-                                     clock, device)
+    with autocast(device, PRECISION):
+        res["pipeline"] = bench_pipeline(model_dirs["mmib"], model_dirs["mmib_re"],
+                                         inference_items(setups["mmib"], args.pipeline_posts),
+                                         clock, device)
     res["peak_maxrss_mb"] = maxrss_mb()
     res["load"]["load_1min_at_end"] = round(load_1min(), 2)
     res["total_s"] = round(time.perf_counter() - t_start, 1)

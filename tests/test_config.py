@@ -179,3 +179,35 @@ def test_exponent_without_dot_is_a_float(tmp_path):
     assert load_config(None, ["trainer.head_lr=2E-4"]).trainer.head_lr == pytest.approx(2e-4)
     with pytest.raises(ConfigError, match="expects float"):
         load_config(None, ["trainer.lr=3e-"])
+
+
+def test_precision_auto_resolves_per_machine(monkeypatch):
+    """``auto`` is bf16-mixed only on a bf16-capable CUDA GPU; explicit values pass through."""
+    import torch
+
+    from mmie.training.train import resolve_precision
+
+    assert RunConfig().trainer.precision == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_precision("auto", "auto") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto", "auto") == "bf16-mixed"
+    assert resolve_precision("auto", "gpu") == "bf16-mixed"
+    assert resolve_precision("auto", "cpu") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", "auto") == "32-true"
+    assert resolve_precision("16-mixed", "cpu") == "16-mixed"
+
+
+def test_yaml_off_is_a_string_not_a_boolean(tmp_path):
+    """YAML 1.1 reads off/no as False; mmie configs use YAML 1.2 booleans (true/false only)."""
+    cfg = load_config(None, ["model.type=mg_vmoe", "model.task=re", "model.vat=off"])
+    assert cfg.model.vat == "off"
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  type: mg_vmoe\n  task: typing\n  vat: off\n  refinement: false\n")
+    cfg = load_config(p)
+    assert cfg.model.vat == "off" and cfg.model.refinement is False
+    assert load_config(None, ["model.alignment=False"]).model.alignment is False
+    with pytest.raises(ConfigError, match="model.refinement' expects bool"):
+        load_config(None, ["model.refinement=no"])

@@ -72,6 +72,44 @@ def test_sampler_resumes_mid_epoch_and_shards():
     assert sum(first + rest, []) == full
 
 
+def test_length_grouping_keeps_every_example_once_and_reduces_padding():
+    lengths = [3, 17, 5, 9, 1, 12, 8, 2, 15, 6, 4, 11, 7, 14, 10, 16]
+    # evaluation: longest first, each index once
+    ev = ResumableSampler(len(lengths), shuffle=False, lengths=lengths)
+    assert list(ev) == sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    # training: windows of 2 batches of 4 sorted by length, batches shuffled
+    tr = ResumableSampler(len(lengths), shuffle=True, seed=3, lengths=lengths, batch_size=4,
+                          bucket_batches=2)
+    tr.set_epoch(1)
+    order = list(tr)
+    assert sorted(order) == list(range(len(lengths)))
+    again = ResumableSampler(len(lengths), shuffle=True, seed=3, lengths=lengths, batch_size=4,
+                             bucket_batches=2)
+    again.set_epoch(1)
+    assert list(again) == order  # still a function of (seed, epoch): resume stays exact
+    tr.set_epoch(1)
+    tr.skip = 4
+    assert list(tr) == order[4:]
+
+    def padding(seq: list[int]) -> int:
+        batches = [seq[k:k + 4] for k in range(0, len(seq), 4)]
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b)
+                   for b in batches)
+
+    plain = ResumableSampler(len(lengths), shuffle=True, seed=3)
+    plain.set_epoch(1)
+    assert padding(order) < padding(list(plain))
+    # each bucketed batch comes from one window of the plain shuffle, sorted within it
+    shuffled = list(plain)
+    windows = [set(shuffled[k:k + 8]) for k in range(0, 16, 8)]
+    for k in range(0, 16, 4):
+        batch = order[k:k + 4]
+        assert any(set(batch) <= w for w in windows)
+        assert [lengths[i] for i in batch] == sorted((lengths[i] for i in batch), reverse=True)
+    with pytest.raises(ValueError, match="lengths has 3 entries for 16"):
+        ResumableSampler(16, shuffle=True, lengths=[1, 2, 3])
+
+
 def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path: Path):
     cache = tmp_path / "cache"
     config = tmp_path / "tiny.yaml"

@@ -59,12 +59,14 @@ COMBOS = {
     "fusion_ner": ("model.type=fusion", "model.task=ner"),
     "fusion_re": ("model.type=fusion", "model.task=re"),
     "mg_vmoe_typing": ("model.type=mg_vmoe", "model.task=typing"),
+    "label_sim_typing": ("model.type=label_sim", "model.task=typing"),
 }
 EXPECTED_TERMS = {
     "mmib": {"task", "loss", "kl_text", "kl_image", "align"},
     "text": {"task", "loss"},
     "fusion": {"task", "loss"},
     "mg_vmoe": {"task", "loss", "kl", "gate_entropy", "nce", "vat"},
+    "label_sim": {"task", "loss"},
 }
 RUN_FILES = ["config.yaml", "metrics.jsonl", "steps.jsonl", "checkpoints/best.ckpt",
              "checkpoints/last.ckpt", "model/config.json", "eval_dev.json", "eval_test.json",
@@ -83,7 +85,7 @@ def test_run_directory_terms_and_model_selection(name):
     for r in rows:
         terms = {k[len("train/"):] for k in r if k.startswith("train/")}
         assert EXPECTED_TERMS[cfg.model.type] <= terms, (name, terms)
-        if cfg.model.type in ("text", "fusion"):
+        if cfg.model.type in ("text", "fusion", "label_sim"):
             assert terms == {"task", "loss"}
             assert r["train/loss"] == pytest.approx(r["train/task"], rel=1e-6)
     steps = read_jsonl(out / "steps.jsonl")
@@ -126,7 +128,7 @@ def _recompute(out: Path, tmp_path: Path) -> tuple[dict[str, Any], list[dict[str
     return res, read_jsonl(pred_file)
 
 
-@pytest.mark.parametrize("name", ["mmib_ner", "fusion_re", "mg_vmoe_typing"])
+@pytest.mark.parametrize("name", ["mmib_ner", "fusion_re", "mg_vmoe_typing", "label_sim_typing"])
 def test_checkpoint_round_trip_evaluate_matches(name, tmp_path):
     """The reloaded model/ reproduces the test predictions and scores of training."""
     out, _, _ = get_run(name, *COMBOS[name])

@@ -19,7 +19,9 @@ import yaml
 from mmie.errors import ConfigError
 
 TASKS = ("ner", "re", "typing")
-MODEL_TYPES = ("text", "fusion", "mmib", "mg_vmoe")
+MODEL_TYPES = ("text", "fusion", "mmib", "mg_vmoe", "label_sim")
+ZERO_SHOT_TYPES = ("mg_vmoe", "label_sim")
+"""Model types that score labels by their names / descriptions (zero-shot tasks)."""
 _FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -54,7 +56,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     type: str = "mmib"
-    """text | fusion | mmib | mg_vmoe"""
+    """text | fusion | mmib | mg_vmoe | label_sim (text-only zero-shot baseline)"""
     task: str = "ner"
     """ner | re | typing"""
     text_encoder: str = "minilm"
@@ -104,7 +106,9 @@ class TrainerConfig:
     warmup_ratio: float = 0.03
     grad_accum: int = 1
     grad_clip: float = 1.0
-    precision: str = "32-true"
+    precision: str = "auto"
+    """Lightning precision. ``auto``: ``bf16-mixed`` on a CUDA GPU that supports bfloat16 (the
+    fast path), ``32-true`` elsewhere; the resolved value is what ``config.yaml`` records."""
     accelerator: str = "auto"
     devices: Any = "auto"
     strategy: str = "auto"
@@ -112,6 +116,9 @@ class TrainerConfig:
     patience: int = 5
     """Early stopping on the dev metric (epochs without improvement)."""
     num_workers: int = 0
+    length_bucketing: int = 0
+    """Training batches of similar length: sort windows of N batches by length (0: off, the
+    paper's plain shuffling). Evaluation always runs longest-first (scores unchanged)."""
     log_every_n_steps: int = 10
     checkpoint_every_n_steps: int = 0
     """Also checkpoint every N optimizer steps (0: epoch ends only), for resume after a crash."""
@@ -148,8 +155,12 @@ class RunConfig:
         _choice("model.gating", self.model.gating, ("dense", "topk"))
         _choice("model.vat", self.model.vat, ("learned", "power", "off"))
         _choice("data.image_policy", self.data.image_policy, ("error", "skip", "blank"))
-        if self.model.type == "mg_vmoe" and self.model.task == "ner":
-            raise ConfigError("model.type=mg_vmoe is a zero-shot model: use model.task=typing or re")
+        if self.model.type in ZERO_SHOT_TYPES and self.model.task == "ner":
+            raise ConfigError(f"model.type={self.model.type} is a zero-shot model: use "
+                              "model.task=typing or re")
+        if self.model.task == "typing" and self.model.type not in ZERO_SHOT_TYPES:
+            raise ConfigError(f"model.task=typing needs a zero-shot model type "
+                              f"({', '.join(ZERO_SHOT_TYPES)}), got model.type={self.model.type}")
         if self.trainer.batch_size < 1 or self.trainer.grad_accum < 1:
             raise ConfigError("trainer.batch_size and trainer.grad_accum must be >= 1")
         return self
@@ -219,12 +230,29 @@ def _apply(obj: Any, data: dict[str, Any], prefix: str, where: str) -> None:
             setattr(obj, key, _coerce(full, value, fields[key]))
 
 
+class _YAML12Loader(yaml.SafeLoader):
+    """Safe YAML with YAML 1.2 booleans: only true/false are booleans, so ``model.vat=off`` and
+    ``vat: off`` stay the string ``"off"`` (YAML 1.1 would read on/off/yes/no as booleans)."""
+
+
+_YAML12Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_YAML12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_YAML12Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``'trainer.max_epochs=10'`` -> ``('trainer.max_epochs', 10)`` (value parsed as YAML)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.path=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    return key.strip(), _yaml_load(raw) if raw.strip() else None
 
 
 def nest(key: str, value: Any) -> dict[str, Any]:
@@ -243,7 +271,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not p.exists():
             raise ConfigError(f"config file not found: {p}")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            data = _yaml_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: invalid YAML: {e}") from None
         if not isinstance(data, dict):

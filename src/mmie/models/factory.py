@@ -48,6 +48,10 @@ def build_model(cfg: ModelConfig, task, text_encoder, vision_encoder=None):
         from mmie.models.mg_vmoe import MGVMoEModel
 
         return MGVMoEModel(cfg, task, text_encoder, vision_encoder)
+    if cfg.type == "label_sim":
+        from mmie.models.mg_vmoe import LabelSimilarityModel
+
+        return LabelSimilarityModel(cfg, task, text_encoder)
     cls = {"text": TextOnlyModel, "fusion": SimpleFusionModel, "mmib": MMIBModel}[cfg.type]
     return cls(cfg, task, text_encoder, vision_encoder)
 

@@ -135,7 +135,7 @@ class MGVMoEModel(nn.Module):
 
         s, graph_h, terms = self.scores(batch)
         task_loss = ranking_hinge_loss(s, batch["labels"], margin=self.cfg.margin)
-        if self.vat is not None and self.training and graph_h.shape[0] >= 2:
+        if self.vat is not None and self.training and graph_h is not None and graph_h.shape[0] >= 2:
             terms["vat"], _ = self.vat(graph_h)
         cfg = self.cfg
         w = {"kl": cfg.beta_kl, "gate_entropy": 1.0, "load_balance": 1.0, "nce": cfg.beta_nce,
@@ -157,6 +157,47 @@ class MGVMoEModel(nn.Module):
             out.append({"label": cands[j], "score": float(row[j]),
                         "scores": {c: float(p) for c, p in zip(cands, row)}})
         return out
+
+
+class LabelSimilarityModel(MGVMoEModel):
+    """The text-only label-similarity baseline of the zero-shot tables (``model.type=label_sim``).
+
+    The same text encoder, mention markers, label encoder, scorer and ranking loss as MG-VMoE,
+    without the picture, the mixture of experts, the bottleneck and graph VAT: the sample is
+    ``[marker; masked mean of the post]`` per mention (head and tail for RE), scored against the
+    label names / descriptions. What MG-VMoE adds is measured against this row.
+    """
+
+    uses_image = False
+
+    def __init__(self, cfg, task, text_encoder, vision_encoder=None):
+        nn.Module.__init__(self)
+        from mmie.modules.label_scorer import LabelScorer
+
+        self.cfg = cfg
+        self.task_name = task.name
+        self.text = text_encoder
+        self.vision = None
+        H = text_encoder.hidden_size
+        self.hidden = H
+        self.dropout = nn.Dropout(cfg.dropout)
+        n_mentions = 2 if task.name == "zs_re" else 1
+        proj = cfg.proj_dim if task.name == "zs_re" else min(cfg.proj_dim, 64)
+        self.scorer = LabelScorer(2 * H * n_mentions, H, proj_dim=proj)
+        self.vat = None
+
+    def train(self, mode: bool = True):
+        return nn.Module.train(self, mode)
+
+    def represent(self, batch):
+        t_mask = batch["attention_mask"].bool()
+        h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
+        mean_t = _masked_mean(h_t, t_mask)
+        reps = []
+        for key in (("head_pos", "tail_pos") if self.task_name == "zs_re" else ("head_pos",)):
+            idx = batch[key].view(-1, 1, 1).expand(-1, 1, h_t.shape[-1])
+            reps += [torch.gather(h_t, 1, idx).squeeze(1), mean_t]
+        return torch.cat(reps, dim=-1), None, {}
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

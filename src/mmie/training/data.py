@@ -193,14 +193,27 @@ class ResumableSampler(Sampler[int]):
     evaluation drops those duplicates again by example index. The rank and world size are
     read when iterating (the process group does not exist yet when loaders are built).
     ``skip`` drops the first indices of this rank's share once (mid-epoch resume).
+
+    Length grouping (less padding, same examples): without shuffling and with ``lengths``,
+    examples go longest first (evaluation; predictions are put back in order by example
+    index, so scores do not change). With shuffling and ``bucket_batches`` > 0, the shuffled
+    order is cut into windows of ``bucket_batches`` global batches, each window sorted by
+    length and cut into batches, and the batches shuffled -- still a function of
+    ``(seed, epoch)`` only, so resume stays exact.
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int = 0):
+    def __init__(self, n: int, shuffle: bool, seed: int = 0, lengths: list[int] | None = None,
+                 batch_size: int = 1, bucket_batches: int = 0):
         self.n = n
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
         self.skip = 0
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"lengths has {len(lengths)} entries for {n} examples")
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.bucket_batches = bucket_batches
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at the start of every epoch."""
@@ -212,13 +225,25 @@ class ResumableSampler(Sampler[int]):
 
     def indices(self) -> list[int]:
         """This rank's full share of the current epoch (nothing skipped)."""
+        rank, world = _dist_info()
+        lengths = self.lengths
         if self.shuffle:
             g = torch.Generator()
             g.manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.n, generator=g).tolist()
+            if lengths is not None and self.bucket_batches > 0:
+                step = self.batch_size * world
+                window = step * self.bucket_batches
+                batches = []
+                for c in range(0, len(order), window):
+                    part = sorted(order[c:c + window], key=lambda i: -lengths[i])
+                    batches += [part[k:k + step] for k in range(0, len(part), step)]
+                perm = torch.randperm(len(batches), generator=g).tolist()
+                order = [i for p in perm for i in batches[p]]
+        elif lengths is not None:
+            order = sorted(range(self.n), key=lambda i: -lengths[i])
         else:
             order = list(range(self.n))
-        rank, world = _dist_info()
         total = -(-self.n // world) * world
         if total > len(order) and order:
             order = order + (order * (total // len(order) + 1))[:total - len(order)]
@@ -271,10 +296,16 @@ class ResumableLoader(DataLoader):
 
 
 def make_loader(dataset: ExampleDataset, collate: Collator, batch_size: int, shuffle: bool,
-                num_workers: int = 0, seed: int = 0) -> ResumableLoader:
-    """A resumable, DDP-aware loader; the shuffle order depends on ``(seed, epoch)`` only."""
-    return ResumableLoader(dataset, ResumableSampler(len(dataset), shuffle, seed),
-                           batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
+                num_workers: int = 0, seed: int = 0, group_by_length: bool = False,
+                bucket_batches: int = 0) -> ResumableLoader:
+    """A resumable, DDP-aware loader; the shuffle order depends on ``(seed, epoch)`` only.
+    ``group_by_length``: evaluation longest-first, and (with ``bucket_batches``) length-bucketed
+    training batches; see :class:`ResumableSampler`."""
+    lengths = [len(ex.tokens) for ex in dataset.examples] if group_by_length else None
+    sampler = ResumableSampler(len(dataset), shuffle, seed, lengths=lengths,
+                               batch_size=batch_size, bucket_batches=bucket_batches)
+    return ResumableLoader(dataset, sampler, batch_size=batch_size, collate_fn=collate,
+                           num_workers=num_workers)
 
 
 def count_truncated(text_encoder, examples: list[Example], max_length: int,

@@ -62,8 +62,19 @@ def build_encoders(cfg: RunConfig, uses_image: bool):
     return text, vision
 
 
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto`` -> ``bf16-mixed`` where training runs on a bf16-capable CUDA GPU, else
+    ``32-true``; any other value is returned unchanged."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
 def model_uses_image(cfg: RunConfig) -> bool:
-    return cfg.model.type != "text"
+    return cfg.model.type not in ("text", "label_sim")
 
 
 def make_task(cfg: RunConfig, train_examples, eval_examples):
@@ -72,7 +83,9 @@ def make_task(cfg: RunConfig, train_examples, eval_examples):
 
     if cfg.model.task == "ner":
         return NERTask.from_examples(train_examples)
-    if cfg.model.task == "re" and cfg.model.type != "mg_vmoe":
+    from mmie.config import ZERO_SHOT_TYPES
+
+    if cfg.model.task == "re" and cfg.model.type not in ZERO_SHOT_TYPES:
         return RETask.from_examples(train_examples)
     from mmie.tasks.zs import ZeroShotTask
 
@@ -145,6 +158,7 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     if launch_rank() == 0:  # DDP workers re-run this function: only rank 0 writes files
         if not resume:
             for stale in ("metrics.jsonl", "steps.jsonl"):
@@ -177,7 +191,8 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     def loader(split: str, bs: int, shuffle: bool):
         collate = Collator(task, text, cfg.data.max_length, features, phase=split)
         return make_loader(ExampleDataset(splits[split], rows[split]), collate, bs, shuffle,
-                           tc.num_workers, cfg.seed)
+                           tc.num_workers, cfg.seed, group_by_length=True,
+                           bucket_batches=tc.length_bucketing if shuffle else 0)
 
     train_dl = loader("train", tc.batch_size, True)
     dev_dl = loader("dev", tc.eval_batch_size, False)
