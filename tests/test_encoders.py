@@ -380,3 +380,20 @@ def test_encode_texts(tiny_text):
     wb = tiny_text.encode_texts(["a cat", "the stock market fell"], max_length=5)
     assert wb.input_ids.shape == (2, 5) and wb.word_index.shape == (2, 0)
     assert wb.attention_mask.sum(1).tolist() == [4, 5]  # [CLS] a cat [SEP]; cut at 5
+
+
+def test_encoder_rebuilt_from_an_fp16_config_has_fp32_weights(tmp_path):
+    """A model saved from fp16 weights (e.g. the device bundle's fp16 MiniLM) records
+    ``dtype: float16`` in its config; rebuilding must still give fp32 parameters, or the fp32
+    heads fail with 'mat1 and mat2 must have the same dtype' at prediction time."""
+    from transformers import BertConfig
+
+    from mmie.encoders.text import TextEncoder
+
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=37, max_position_embeddings=64, torch_dtype="float16")
+    enc = TextEncoder("minilm", config=cfg)
+    assert {p.dtype for p in enc.parameters()} == {torch.float32}
+    enc.save_pretrained(tmp_path / "te")
+    again = TextEncoder.from_saved(tmp_path / "te")
+    assert {p.dtype for p in again.parameters()} == {torch.float32}

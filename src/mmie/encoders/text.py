@@ -152,7 +152,7 @@ class TextEncoder(nn.Module):
             if getattr(config, "vocab_size", None) is not None and config.vocab_size < len(tokenizer):
                 raise ConfigError(f"config.vocab_size={config.vocab_size} is smaller than the "
                                   f"tokenizer's {len(tokenizer)} tokens")
-            model = AutoModel.from_config(config)
+            model = AutoModel.from_config(config).float()  # fp32 even if config says fp16
         _drop_pooler(model)
         self.model = model
         self.entity_markers = _choose_markers(tokenizer)

@@ -441,7 +441,7 @@ class HFVisionEncoder(VisionEncoder):
                 raise ConfigError(f"cannot load vision encoder {model_id!r}: {e}") from e
             config = model.config
         else:
-            model = AutoModel.from_config(config)
+            model = AutoModel.from_config(config).float()  # fp32 even if config says fp16
         self.model = model
         self.model_type = str(config.model_type)
         size = getattr(config, "image_size", None)
