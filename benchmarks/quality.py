@@ -68,6 +68,33 @@ def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[st
     return rows
 
 
+def row_from_run_dir(run_dir: Path, recipe: str, overrides: list[str]) -> dict[str, Any]:
+    """A runs.jsonl row rebuilt from a finished run directory (``summary.json`` +
+    ``config.yaml``): for runs whose quality.py output was lost (e.g. a device session cut
+    short); ``wall_seconds`` is the run's own ``total_seconds``."""
+    from mmie.config import load_config
+
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    cfg = load_config(run_dir / "config.yaml")
+    zs = cfg.model.type in ("mg_vmoe", "label_sim")
+    return {"recipe": recipe, "config": None, "seed": cfg.seed, "data": cfg.data.name,
+            "task": cfg.model.task, "model": cfg.model.type,
+            "text_encoder": cfg.model.text_encoder,
+            "vision_encoder": cfg.model.vision_encoder if cfg.model.type not in ("text", "label_sim") else None,
+            "image_policy": cfg.data.image_policy,
+            "precision": cfg.trainer.precision,
+            "max_epochs": cfg.trainer.max_epochs, "epochs_run": summary.get("epochs_run"),
+            "best_epoch": summary.get("best_epoch"), "dev": summary.get("dev"),
+            "test": summary.get("test"), "wall_seconds": summary.get("total_seconds"),
+            "device": summary.get("device"), "overrides": overrides,
+            "examples": summary.get("report", {}).get("examples_used"),
+            "zero_shot": ({"seed": cfg.data.zero_shot_seed, "fold": cfg.data.zero_shot_fold,
+                           "held_out": cfg.data.held_out_type} if zs else None),
+            "model_overrides": {"num_experts": cfg.model.num_experts, "vat": cfg.model.vat,
+                                "gating": cfg.model.gating} if zs else {},
+            "from_run_dir": str(run_dir)}
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -128,7 +155,7 @@ def zs_table(by: dict[str, list[dict[str, Any]]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("configs", nargs="+")
+    ap.add_argument("configs", nargs="*")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--out", default="results/quality")
@@ -140,10 +167,21 @@ def main() -> None:
                     help="leave-one-type-out typing: one run per held-out type (x seeds)")
     ap.add_argument("--suffix", default="", help="appended to every recipe name (e.g. _no_vat "
                     "for an ablation given by --set)")
+    ap.add_argument("--collect", nargs="+", type=Path, default=None, metavar="RUN_DIR",
+                    help="append rows rebuilt from finished run directories (recipe = the "
+                         "parent folder's name + --suffix; overrides = --set) instead of training")
     ap.add_argument("--table-only", action="store_true",
                     help="rebuild table.md from <out>/runs.jsonl without training")
     a = ap.parse_args()
     out = Path(a.out)
+    if a.collect:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
+            for d in a.collect:
+                if (d / "summary.json").is_file():
+                    f.write(json.dumps(row_from_run_dir(d, d.parent.name + a.suffix,
+                                                        a.overrides)) + "\n")
+        a.table_only = True
     if a.table_only:
         rows = [json.loads(l) for l in (out / "runs.jsonl").read_text().splitlines() if l.strip()]
     else:

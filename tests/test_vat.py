@@ -39,8 +39,11 @@ def test_graph_context_logits_hand_computed():
     # sum contexts: pos_1 = h1 + .5 h2 -> h1.pos = 1; neg_1 = 0 h1 + .5 h2 -> h1.neg = 0
     torch.testing.assert_close(graph_context_logits(h, scale=1.0, context="sum"),
                                torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
-    # mean contexts: pos_1 = (h1 + .5 h2) / 1.5 -> 2/3; neg_1 = h2 -> 0; default scale 1/D = .5
+    # mean contexts: pos_1 = (h1 + .5 h2) / 1.5 -> 2/3; neg_1 = h2 -> 0; auto scale
+    # 1 / mean |h_i|^2 = 1
     torch.testing.assert_close(graph_context_logits(h),
+                               torch.tensor([[2 / 3, 0.0], [2 / 3, 0.0]]))
+    torch.testing.assert_close(graph_context_logits(h, scale=0.5),
                                torch.tensor([[1 / 3, 0.0], [1 / 3, 0.0]]))
     # without self: pos_1 = .5 h2 / .5 = h2 -> 0; neg_1 = h2 -> 0
     torch.testing.assert_close(graph_context_logits(h, scale=1.0, exclude_self=True),
@@ -130,11 +133,13 @@ def test_gradient_matches_finite_differences():
     torch.manual_seed(0)
     vat = GraphVAT(8, mode="learned", init_std=0.3).double().eval()
     h0 = torch.randn(5, 8, dtype=torch.float64)
-    target = vat.logits(h0)
+    scale = vat.scale_for(h0)  # the clean batch's logit scale, a constant for the gradient
+    r = vat.perturbation(h0)   # likewise the perturbation (r times the batch RMS), detached
+    target = vat.logits(h0, scale)
 
     def fixed_target_kl(x):
         logp = F.log_softmax(target, -1)
-        return (logp.exp() * (logp - F.log_softmax(vat.logits(x + vat.r), -1))).sum(-1).mean()
+        return (logp.exp() * (logp - F.log_softmax(vat.logits(x + r, scale), -1))).sum(-1).mean()
 
     assert torch.autograd.gradcheck(fixed_target_kl, (h0.clone().requires_grad_(True),))
     h = h0.clone().requires_grad_(True)
@@ -151,3 +156,31 @@ def test_bad_config():
         GraphVAT(D, context="max")
     with pytest.raises(ValueError, match="shape"):
         GraphVAT(D)(torch.randn(4, D + 1))
+
+
+def test_auto_scale_makes_the_term_independent_of_the_feature_norm():
+    """Token means of small norm must not flatten p to uniform (the VAT term then vanishes):
+    with the automatic scale, logits and the VAT loss are the same for h and 0.01 h."""
+    h = _batch(0)
+    torch.testing.assert_close(graph_context_logits(h), graph_context_logits(0.01 * h))
+    vat = GraphVAT(D, temperature=0.2)
+    p = vat.logits(h).softmax(-1)
+    assert float((p[:, 0] - 0.5).abs().mean()) > 0.1  # far from uniform
+    losses = []
+    for scale in (1.0, 0.01):
+        torch.manual_seed(0)
+        v = GraphVAT(D, mode="learned").train()
+        for _ in range(20):
+            loss, _ = v(scale * h)
+        losses.append(float(loss))
+    assert losses[0] > 1e-3
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+
+
+def test_power_perturbation_norm_survives_tiny_gradients():
+    """Power-iteration gradients of a tiny-norm batch are far below 1e-12; normalising them
+    with an epsilon floor used to shrink the perturbation towards 0."""
+    h = 1e-4 * _batch(1)
+    vat = GraphVAT(D, mode="power", eps=0.5, scale=1.0 / D)
+    r = vat.perturbation(h)
+    torch.testing.assert_close(r.norm(dim=-1), torch.full((h.shape[0],), 0.5))

@@ -14,9 +14,12 @@ Choices (PAPERS.md gives the formula, not these details):
 * ``context="mean"`` (default): the contexts are *weighted means*, ``pos_i = sum_j g_ij h_j /
   sum_j g_ij`` (and likewise for ``1 - g``), so the logits do not grow with the batch size.
   ``context="sum"`` is the literal ``g @ h`` / ``(1 - g) @ h``.
-* ``scale`` defaults to ``1 / D``: the dot products become per-dimension means, O(1) for
-  LayerNorm-scale inputs; the raw dot products of 768-d vectors saturate the softmax and
-  leave no gradient.
+* ``scale`` defaults to ``None`` = *auto*: ``1 / (temperature * mean_i |h_i|^2)`` of the clean
+  batch (detached, shared by the perturbed logits), so the logits are O(1 / temperature)
+  whatever the norm of ``h``. Raw dot products of 768-d vectors saturate the softmax; a fixed
+  ``1 / D`` left the logits near 0 for the small-norm token means MG-VMoE feeds in (the
+  distribution stayed uniform and the VAT term about 1e-7: an ablation without VAT gave
+  identical predictions). A float fixes the scale.
 * The sample itself is part of its graph (``g_ii = 1``: it is its own strongest positive
   neighbour and has weight 0 in the negative context), as the formula over the batch reads;
   ``exclude_self=True`` drops the diagonal from both contexts.
@@ -28,7 +31,8 @@ Two ways to find ``r`` (``mode``):
   saved and restored with the model). In every training forward, ``inner_steps`` steps of
   normalised gradient ascent on ``J(r) = KL(p(h) || p(h + r)) - penalty * mean(r**2)``
   update it (step RMS per element = ``step_size``), then the model term uses the updated
-  ``r``. ``r = 0`` is a stationary point of ``J``, so ``r`` starts from a small random vector
+  ``r``. ``r`` is kept in units of the batch's RMS (the perturbation is ``r * rms(h)``), so
+  it means the same for features of any norm. ``r = 0`` is a stationary point of ``J``, so ``r`` starts from a small random vector
   (``init_std``); a ``penalty`` larger than the curvature of the KL collapses ``r`` towards 0
   (``info["r_norm"]`` shows it).
 * ``"power"`` (Miyato et al. 2018): per-sample perturbations found by ``power_iterations``
@@ -52,13 +56,18 @@ MODES = ("learned", "power")
 CONTEXTS = ("mean", "sum")
 
 
-def graph_context_logits(h: torch.Tensor, scale: float | None = None, context: str = "mean",
-                         exclude_self: bool = False) -> torch.Tensor:
+def auto_scale(h: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``1 / (temperature * mean_i |h_i|^2)`` (detached): logits of O(1 / temperature)."""
+    return 1.0 / (temperature * h.detach().pow(2).sum(-1).mean().clamp_min(torch.finfo(h.dtype).tiny))
+
+
+def graph_context_logits(h: torch.Tensor, scale: float | torch.Tensor | None = None,
+                         context: str = "mean", exclude_self: bool = False) -> torch.Tensor:
     """The 2-way logits ``[B, 2]`` = ``[h . pos, h . neg] * scale`` over the batch graph.
 
     Args:
         h: ``[B, D]`` one vector per sample.
-        scale: multiplies the dot products; ``None`` means ``1 / D``.
+        scale: multiplies the dot products; ``None`` means :func:`auto_scale` of ``h``.
         context: ``"mean"`` (weighted mean of neighbours) or ``"sum"`` (``g @ h``).
         exclude_self: drop ``i == j`` from both contexts.
     """
@@ -81,7 +90,7 @@ def graph_context_logits(h: torch.Tensor, scale: float | None = None, context: s
     pos = w_pos @ h
     neg = w_neg @ h
     logits = torch.stack([(h * pos).sum(-1), (h * neg).sum(-1)], dim=-1)
-    return logits * (1.0 / D if scale is None else scale)
+    return logits * (auto_scale(h) if scale is None else scale)
 
 
 def _kl_from_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
@@ -89,6 +98,22 @@ def _kl_from_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Ten
     logp = F.log_softmax(p_logits, dim=-1)
     logq = F.log_softmax(q_logits, dim=-1)
     return (logp.exp() * (logp - logq)).sum(-1).mean()
+
+
+def _rms(h: torch.Tensor) -> torch.Tensor:
+    """Root mean square of the (detached) batch: the unit of the learned perturbation."""
+    return h.detach().pow(2).mean().sqrt().clamp_min(torch.finfo(h.dtype).tiny)
+
+
+def _unit(d: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Rows of ``d`` scaled to unit norm without an epsilon floor (power-iteration gradients can
+    be far below 1e-12 and must keep their direction); an all-zero row takes ``fallback``'s."""
+    norm = d.norm(dim=-1, keepdim=True)
+    zero = norm == 0
+    if bool(zero.any()):
+        d = torch.where(zero, fallback, d)
+        norm = d.norm(dim=-1, keepdim=True)
+    return d / norm.clamp_min(torch.finfo(d.dtype).tiny)
 
 
 class GraphVAT(nn.Module):
@@ -105,12 +130,13 @@ class GraphVAT(nn.Module):
         step_size: RMS per element of one ascent step (learned mode).
         init_std: std of the learned ``r`` at construction.
         scale, context, exclude_self: passed to :func:`graph_context_logits`.
+        temperature: of the automatic scale (``scale=None``).
     """
 
     def __init__(self, dim: int, mode: str = "learned", eps: float = 1.0, xi: float = 1e-6,
                  power_iterations: int = 1, penalty: float = 1e-4, inner_steps: int = 1,
                  step_size: float = 0.05, init_std: float = 1e-2, scale: float | None = None,
-                 context: str = "mean", exclude_self: bool = False):
+                 context: str = "mean", exclude_self: bool = False, temperature: float = 0.2):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"model.vat: unknown mode {mode!r}; "
@@ -132,19 +158,27 @@ class GraphVAT(nn.Module):
         self.inner_steps = inner_steps
         self.step_size = step_size
         self.scale = scale
+        self.temperature = temperature
         self.context = context
         self.exclude_self = exclude_self
         #: the learned perturbation (a buffer: updated by ascent here, never by the optimizer)
         self.register_buffer("r", torch.randn(dim) * init_std)
 
     # ------------------------------------------------------------------------------------------
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """:func:`graph_context_logits` with this module's settings."""
-        return graph_context_logits(h, self.scale, self.context, self.exclude_self)
+    def scale_for(self, h: torch.Tensor) -> float | torch.Tensor:
+        """The logit scale for clean batch ``h`` (fixed, or automatic from ``h``)."""
+        return auto_scale(h, self.temperature) if self.scale is None else self.scale
+
+    def logits(self, h: torch.Tensor, scale: float | torch.Tensor | None = None) -> torch.Tensor:
+        """:func:`graph_context_logits` with this module's settings; ``scale`` defaults to
+        :meth:`scale_for` ``(h)`` (pass the clean batch's scale for perturbed inputs)."""
+        return graph_context_logits(h, self.scale_for(h) if scale is None else scale,
+                                    self.context, self.exclude_self)
 
     def divergence(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """``KL(p(h) || p(h + r))`` averaged over the batch; ``r`` is ``[D]`` or ``[B, D]``."""
-        return _kl_from_logits(self.logits(h), self.logits(h + r))
+        s = self.scale_for(h)
+        return _kl_from_logits(self.logits(h, s), self.logits(h + r, s))
 
     @torch.no_grad()
     def _check(self, h: torch.Tensor) -> None:
@@ -154,24 +188,28 @@ class GraphVAT(nn.Module):
     def _power_perturbation(self, h: torch.Tensor) -> torch.Tensor:
         """Per-sample adversarial directions by power iteration, scaled to norm ``eps``."""
         h64 = h.detach().double()
+        s = self.scale_for(h64)
         with torch.enable_grad():
-            p_logits = self.logits(h64)
-            d = torch.randn_like(h64)
+            p_logits = self.logits(h64, s)
+            start = torch.randn_like(h64)
+            d = start
             for _ in range(self.power_iterations):
-                d = (self.xi * F.normalize(d, dim=-1)).requires_grad_(True)
-                kl = _kl_from_logits(p_logits, self.logits(h64 + d))
+                d = (self.xi * _unit(d, start)).requires_grad_(True)
+                kl = _kl_from_logits(p_logits, self.logits(h64 + d, s))
                 (d,) = torch.autograd.grad(kl, d)
-        return (self.eps * F.normalize(d, dim=-1)).to(h.dtype)
+        return (self.eps * _unit(d, start)).to(h.dtype)
 
     def update_perturbation(self, h: torch.Tensor, steps: int | None = None) -> None:
         """``steps`` (default ``inner_steps``) ascent steps on the learned ``r`` for batch ``h``."""
         steps = self.inner_steps if steps is None else steps
         h64 = h.detach().double()
+        s = self.scale_for(h64)
+        unit = _rms(h64)  # r is kept in units of the batch's RMS
         with torch.enable_grad():
-            p_logits = self.logits(h64)
+            p_logits = self.logits(h64, s)
             for _ in range(steps):
                 r = self.r.detach().double().requires_grad_(True)
-                objective = (_kl_from_logits(p_logits, self.logits(h64 + r))
+                objective = (_kl_from_logits(p_logits, self.logits(h64 + r * unit, s))
                              - self.penalty * r.pow(2).mean())
                 (grad,) = torch.autograd.grad(objective, r)
                 norm = grad.norm()
@@ -186,7 +224,7 @@ class GraphVAT(nn.Module):
         self._check(h)
         if self.mode == "power":
             return self._power_perturbation(h)
-        return self.r.to(h.dtype).expand_as(h)
+        return (self.r.to(h.dtype) * _rms(h).to(h.dtype)).expand_as(h)
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns ``(loss, info)``: ``loss = KL(p(h).detach() || p(h + r_adv))``, differentiable
@@ -199,7 +237,8 @@ class GraphVAT(nn.Module):
         with torch.autocast(device_type=h.device.type, enabled=False):
             h32 = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
             r32 = r_adv.to(h32.dtype)
-            p_clean = self.logits(h32).detach()
-            loss = _kl_from_logits(p_clean, self.logits(h32 + r32))
+            s = self.scale_for(h32)
+            p_clean = self.logits(h32, s).detach()
+            loss = _kl_from_logits(p_clean, self.logits(h32 + r32, s))
         info = {"kl": loss.detach(), "r_norm": r32.norm(dim=-1).detach()}
         return loss, info
