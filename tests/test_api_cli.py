@@ -111,6 +111,21 @@ def test_zero_shot_candidate_labels_at_call_time():
     assert res2["type"] in pred.labels
 
 
+def test_label_similarity_baseline_takes_unseen_labels_and_ignores_pictures():
+    """The text-only zero-shot baseline scores labels given at call time; a picture, if one
+    is passed, does not change its answer (it has no image path)."""
+    out, _, cfg = get_run("label_sim_typing", *COMBOS["label_sim_typing"])
+    pred = mmie.load(out / "model")
+    assert pred.zero_shot and pred.cfg.model.type == "label_sim"
+    unseen = ["volcano eruption", "teapot", "submarine captain"]
+    res = pred.predict(text="Look at Etna tonight", head=(8, 12), candidate_labels=unseen)
+    assert res["type"] in unseen and set(res["scores"]) == set(unseen)
+    assert sum(res["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+    with_img = pred.predict(text="Look at Etna tonight", head=(8, 12), candidate_labels=unseen,
+                            image=_an_image(cfg))
+    assert with_img["scores"] == pytest.approx(res["scores"], abs=1e-6)
+
+
 def test_predict_batch_equals_single_predictions():
     out, _, cfg = _ner()
     pred = mmie.load(out / "model")
