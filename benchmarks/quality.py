@@ -29,8 +29,8 @@ def _device_name() -> str:
 def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[str],
              run_root: Path, zero_shot_folds: bool = False,
              held_out: list[str] | None = None, recipe_suffix: str = "") -> list[dict[str, Any]]:
-    from mmie.config import load_config
-    from mmie.training.train import train
+    from mmie.config import ZERO_SHOT_TYPES, load_config
+    from mmie.training.train import model_uses_image, train
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -49,8 +49,8 @@ def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[st
         row = {"recipe": name, "config": cfg_path, "seed": seed, "data": cfg.data.name,
                "task": cfg.model.task, "model": cfg.model.type,
                "text_encoder": cfg.model.text_encoder,
-               "vision_encoder": cfg.model.vision_encoder if cfg.model.type != "text" else None,
-               "image_policy": cfg.data.image_policy if cfg.model.type != "text" else None,
+               "vision_encoder": cfg.model.vision_encoder if model_uses_image(cfg) else None,
+               "image_policy": cfg.data.image_policy if model_uses_image(cfg) else None,
                "max_epochs": cfg.trainer.max_epochs, "epochs_run": summary.get("epochs_run"),
                "best_epoch": summary.get("best_epoch"), "dev": summary.get("dev"),
                "test": summary.get("test"), "wall_seconds": round(time.perf_counter() - t0, 1),
@@ -58,7 +58,7 @@ def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[st
                "examples": summary.get("report", {}).get("examples_used"),
                "zero_shot": ({"seed": cfg.data.zero_shot_seed, "fold": cfg.data.zero_shot_fold,
                               "held_out": cfg.data.held_out_type}
-                             if cfg.model.type in ("mg_vmoe", "label_sim") else None),
+                             if cfg.model.type in ZERO_SHOT_TYPES else None),
                "model_overrides": {k: v for k, v in cfg.model.__dict__.items()
                                    if k in ("num_experts", "vat", "gating")}}
         rows.append(row)
@@ -72,15 +72,16 @@ def row_from_run_dir(run_dir: Path, recipe: str, overrides: list[str]) -> dict[s
     """A runs.jsonl row rebuilt from a finished run directory (``summary.json`` +
     ``config.yaml``): for runs whose quality.py output was lost (e.g. a device session cut
     short); ``wall_seconds`` is the run's own ``total_seconds``."""
-    from mmie.config import load_config
+    from mmie.config import ZERO_SHOT_TYPES, load_config
+    from mmie.training.train import model_uses_image
 
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     cfg = load_config(run_dir / "config.yaml")
-    zs = cfg.model.type in ("mg_vmoe", "label_sim")
+    zs = cfg.model.type in ZERO_SHOT_TYPES
     return {"recipe": recipe, "config": None, "seed": cfg.seed, "data": cfg.data.name,
             "task": cfg.model.task, "model": cfg.model.type,
             "text_encoder": cfg.model.text_encoder,
-            "vision_encoder": cfg.model.vision_encoder if cfg.model.type not in ("text", "label_sim") else None,
+            "vision_encoder": cfg.model.vision_encoder if model_uses_image(cfg) else None,
             "image_policy": cfg.data.image_policy,
             "precision": cfg.trainer.precision,
             "max_epochs": cfg.trainer.max_epochs, "epochs_run": summary.get("epochs_run"),
@@ -95,16 +96,18 @@ def row_from_run_dir(run_dir: Path, recipe: str, overrides: list[str]) -> dict[s
             "from_run_dir": str(run_dir)}
 
 
+def _ms(vals: list[float]) -> str:
+    """Mean ± sample std of fractions, in percent."""
+    vals = [100 * v for v in vals]
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}"
+    return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by.setdefault(r["recipe"], []).append(r)
-
-    def ms(vals: list[float]) -> str:
-        vals = [100 * v for v in vals]
-        if len(vals) == 1:
-            return f"{vals[0]:.2f}"
-        return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
 
     zs = [r for r in rows if r.get("zero_shot")]
     if zs:
@@ -116,18 +119,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         t = [r["test"] for r in rs]
         lines.append(
             f"| {name} | {rs[0]['data']} | {rs[0]['model']} | {','.join(str(r['seed']) for r in rs)} "
-            f"| {ms([x.get('precision', 0) for x in t])} | {ms([x.get('recall', 0) for x in t])} "
-            f"| {ms([x[key] for x in t])} | {ms([r['dev'][key] for r in rs])} "
+            f"| {_ms([x.get('precision', 0) for x in t])} | {_ms([x.get('recall', 0) for x in t])} "
+            f"| {_ms([x[key] for x in t])} | {_ms([r['dev'][key] for r in rs])} "
             f"| {rs[0]['max_epochs']} ({','.join(str(r['best_epoch']) for r in rs)}) "
             f"| {statistics.mean(r['wall_seconds'] for r in rs):.0f} | {rs[0]['device']} |")
     return "\n".join(lines) + "\n"
-
-
-def _ms(vals: list[float]) -> str:
-    vals = [100 * v for v in vals]
-    if len(vals) == 1:
-        return f"{vals[0]:.2f}"
-    return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
 
 
 def zs_table(by: dict[str, list[dict[str, Any]]]) -> str:

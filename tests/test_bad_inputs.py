@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -18,7 +17,7 @@ import mmie
 import mmie.cli
 from mmie.data import readers
 from mmie.data.images import ImageLoader, load_image
-from mmie.errors import ConfigError, DataError, ImageError
+from mmie.errors import DataError, ImageError
 from test_training_e2e import COMBOS, get_run
 
 # --------------------------------------------------------------------------- readers

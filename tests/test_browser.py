@@ -5,7 +5,6 @@ to artifacts/browser/. Without chromium these tests FAIL: install it with
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket

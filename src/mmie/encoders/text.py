@@ -131,7 +131,7 @@ class TextEncoder(nn.Module):
     def __init__(self, name_or_path: str = DEFAULT_TEXT_ENCODER, *, config: Any = None,
                  tokenizer: Any = None):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         self.name = str(name_or_path)
         path = resolve_text_encoder(self.name)
