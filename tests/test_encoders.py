@@ -397,3 +397,44 @@ def test_encoder_rebuilt_from_an_fp16_config_has_fp32_weights(tmp_path):
     enc.save_pretrained(tmp_path / "te")
     again = TextEncoder.from_saved(tmp_path / "te")
     assert {p.dtype for p in again.parameters()} == {torch.float32}
+
+
+def test_encode_words_tokenizes_once_and_matches_the_two_pass_result(tiny_text, monkeypatch):
+    """When nothing is cut or replaced, the counting pass's encoding is reused: one tokenizer
+    call per batch, and exactly the tensors of the re-encoding path."""
+    words = [["Rafael", "Nadal", "wins", "in", "Paris", "#RolandGarros"], ["@nytimes", "rocks"],
+             ["a"] * 5]
+    hs, he, ts, te = tiny_text.entity_markers
+    markers = [[(0, 2, hs, he), (4, 5, ts, te)], [(0, 1, hs, he), (1, 2, ts, te)],
+               [(0, 1, hs, he), (3, 4, ts, te)]]
+    calls = []
+    real = type(tiny_text.tokenizer).__call__
+
+    def counting(self, *a, **k):
+        calls.append(k.get("add_special_tokens"))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(type(tiny_text.tokenizer), "__call__", counting)
+    for mk in (None, markers):
+        calls.clear()
+        fast = tiny_text.encode_words(words, 64, markers=mk)
+        assert len(calls) == 1
+        orig = tiny_text._item_counts
+
+        def forced(items_batch):
+            counts, enc, _ = orig(items_batch)
+            return counts, enc, True  # pretend an item was replaced: re-encode
+
+        monkeypatch.setattr(tiny_text, "_item_counts", forced)
+        calls.clear()
+        slow = tiny_text.encode_words(words, 64, markers=mk)
+        assert len(calls) == 2
+        monkeypatch.setattr(tiny_text, "_item_counts", orig)
+        for f in ("input_ids", "attention_mask", "word_index", "word_mask"):
+            assert torch.equal(getattr(fast, f), getattr(slow, f)), f
+        if mk is not None:
+            assert torch.equal(fast.marker_pos, slow.marker_pos)
+    # a post that must be cut is re-encoded (two calls) and still fits
+    calls.clear()
+    cut = tiny_text.encode_words([["word"] * 200], 32, warn=False)
+    assert len(calls) == 2 and cut.n_truncated == 1 and cut.input_ids.shape[1] <= 32

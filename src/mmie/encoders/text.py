@@ -261,7 +261,7 @@ class TextEncoder(nn.Module):
                 self._check_markers((t,))
 
         # 1) sub-token counts of every item, untruncated; words that vanish become [UNK]
-        counts = self._item_counts(items_batch)
+        counts, first_enc, replaced = self._item_counts(items_batch)
         # 2) choose what fits
         n_truncated = 0
         kept_batch: list[list[_Item]] = []
@@ -275,25 +275,30 @@ class TextEncoder(nn.Module):
                 raise ConfigError(f"max_length={max_length} cannot hold even the entity markers "
                                   f"of post {b}")
             kept_batch.append([items[j] for j in keep])
-        # 3) final encoding
-        enc = self.tokenizer([[it[0] for it in items] for items in kept_batch],
-                             is_split_into_words=True, add_special_tokens=True, truncation=False,
-                             verbose=False)
+        # 3) final encoding: the counting pass already is it when nothing was cut or replaced
+        # (the common case: one tokenizer call per batch instead of two)
+        if n_truncated == 0 and not replaced:
+            enc = first_enc
+        else:
+            enc = self.tokenizer([[it[0] for it in items] for items in kept_batch],
+                                 is_split_into_words=True, add_special_tokens=True,
+                                 truncation=False, verbose=False)
         B = len(words_batch)
         W = max((len(w) for w in words_batch), default=0)
         T = max((len(ids) for ids in enc["input_ids"]), default=n_special)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((B, T), pad, dtype=torch.long)
-        attention_mask = torch.zeros(B, T, dtype=torch.long)
-        word_index = torch.zeros(B, W, dtype=torch.long)
-        word_mask = torch.zeros(B, W, dtype=torch.bool)
-        marker_pos = torch.zeros(B, n_markers, dtype=torch.long)
+        # build plain Python lists and convert once (per-element tensor writes are slow)
+        ids_rows, mask_rows = [], []
+        word_index_rows = [[0] * W for _ in range(B)]
+        word_mask_rows = [[False] * W for _ in range(B)]
+        marker_rows = [[0] * n_markers for _ in range(B)]
         for b, items in enumerate(kept_batch):
             ids = enc["input_ids"][b]
             if len(ids) > max_length:  # pragma: no cover - guarded by the counts above
                 raise RuntimeError(f"internal error: post {b} encodes to {len(ids)} > {max_length}")
-            input_ids[b, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[b, :len(ids)] = 1
+            ids_rows.append(list(ids) + [pad] * (T - len(ids)))
+            mask_rows.append([1] * len(ids) + [0] * (T - len(ids)))
+            wi, wm, mp = word_index_rows[b], word_mask_rows[b], marker_rows[b]
             seen: set[int] = set()
             for pos, j in enumerate(enc.word_ids(b)):
                 if j is None or j in seen:
@@ -301,10 +306,15 @@ class TextEncoder(nn.Module):
                 seen.add(j)
                 _, w, m, is_open = items[j]
                 if w >= 0:
-                    word_index[b, w] = pos
-                    word_mask[b, w] = True
+                    wi[w] = pos
+                    wm[w] = True
                 elif is_open:
-                    marker_pos[b, m] = pos
+                    mp[m] = pos
+        input_ids = torch.tensor(ids_rows, dtype=torch.long).view(B, T)
+        attention_mask = torch.tensor(mask_rows, dtype=torch.long).view(B, T)
+        word_index = torch.tensor(word_index_rows, dtype=torch.long).view(B, W)
+        word_mask = torch.tensor(word_mask_rows, dtype=torch.bool).view(B, W)
+        marker_pos = torch.tensor(marker_rows, dtype=torch.long).view(B, n_markers)
         if n_truncated and warn:
             warnings.warn(f"{n_truncated} of {B} posts did not fit in max_length={max_length} "
                           "sub-tokens; their cut words are predicted 'O'", stacklevel=2)
@@ -376,12 +386,16 @@ class TextEncoder(nn.Module):
             items.append((w if w.strip() else self.tokenizer.unk_token, p, -1, False))
         return items
 
-    def _item_counts(self, items_batch: list[list[_Item]]) -> list[list[int]]:
-        """Sub-tokens per item; items that produce none are replaced by the unknown token."""
+    def _item_counts(self, items_batch: list[list[_Item]]) -> tuple[list[list[int]], Any, bool]:
+        """Sub-tokens per item (special tokens have no word id, so they are not counted);
+        items that produce none are replaced by the unknown token. Returns the counts, the
+        encoding (with special tokens: the final one when nothing is cut or replaced) and
+        whether any item was replaced."""
         texts = [[it[0] for it in items] for items in items_batch]
-        enc = self.tokenizer(texts, is_split_into_words=True, add_special_tokens=False,
+        enc = self.tokenizer(texts, is_split_into_words=True, add_special_tokens=True,
                              truncation=False, verbose=False)
         counts: list[list[int]] = []
+        replaced = False
         for b, items in enumerate(items_batch):
             cnt = [0] * len(items)
             for j in enc.word_ids(b):
@@ -391,8 +405,9 @@ class TextEncoder(nn.Module):
                 if c == 0:  # e.g. a zero-width space: BERT's normalizer deletes it
                     items[j] = (self.tokenizer.unk_token,) + items[j][1:]
                     cnt[j] = 1
+                    replaced = True
             counts.append(cnt)
-        return counts
+        return counts, enc, replaced
 
 
 def _choose_window(items: list[_Item], cnt: list[int], budget: int) -> list[int] | None:
