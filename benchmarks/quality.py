@@ -126,12 +126,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _opt(vals: list[float | None]) -> str:
+    """:func:`_ms` when every run has the value, else a dash."""
+    return _ms(vals) if vals and all(v is not None for v in vals) else "—"  # type: ignore[arg-type]
+
+
 def zs_table(by: dict[str, list[dict[str, Any]]]) -> str:
-    """Zero-shot rows: unseen accuracy and macro-F1 (and, for leave-one-type-out, seen accuracy
-    and the harmonic mean), mean ± std over the folds; chance = 1 / number of candidates."""
-    lines = ["| recipe | data | model | folds | unseen acc | unseen macro-F1 | seen acc | H | "
-             "dev acc | epochs | wall s/run | device |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Zero-shot rows, mean ± std over the folds: accuracy on the unseen labels, macro P / R / F1
+    over the test split's gold labels (the unseen labels; all four types for leave-one-type-out)
+    and, for leave-one-type-out, seen accuracy and the harmonic mean H."""
+    lines = ["| recipe | data | model | folds | unseen acc | macro-P | macro-R | "
+             "macro-F1 | seen acc | H | dev acc | epochs | wall s/run | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rs in by.items():
         t = [r["test"] for r in rs]
         acc = [x.get("unseen_accuracy", x.get("accuracy")) for x in t]
@@ -141,6 +147,7 @@ def zs_table(by: dict[str, list[dict[str, Any]]]) -> str:
                                            if r["zero_shot"].get("held_out") else "") for r in rs)
         lines.append(
             f"| {name} | {rs[0]['data']} | {rs[0]['model']} | {folds} | {_ms(acc)} "
+            f"| {_opt([x.get('macro_p') for x in t])} | {_opt([x.get('macro_r') for x in t])} "
             f"| {_ms([x.get('macro_f1', 0) for x in t])} | {_ms(seen) if seen else '—'} "
             f"| {_ms(hm) if hm else '—'} | {_ms([r['dev'].get('accuracy', 0) for r in rs])} "
             f"| {rs[0]['max_epochs']} | {statistics.mean(r['wall_seconds'] for r in rs):.0f} "

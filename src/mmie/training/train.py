@@ -261,8 +261,8 @@ def _span(o: Any) -> Any:
 
 
 def _headline(ev: dict[str, Any]) -> dict[str, Any]:
-    keys = ("precision", "recall", "f1", "strict_f1", "accuracy", "macro_f1", "unseen_accuracy",
-            "seen_accuracy", "harmonic_mean")
+    keys = ("precision", "recall", "f1", "strict_f1", "accuracy", "macro_p", "macro_r", "macro_f1",
+            "unseen_accuracy", "seen_accuracy", "harmonic_mean")
     return {k: ev[k] for k in keys if k in ev}
 
 
