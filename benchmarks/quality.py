@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         by.setdefault(r["recipe"], []).append(r)
 
-    zs = [r for r in rows if r.get("zero_shot")]
-    if zs:
-        return zs_table(by)
+    zs_by = {k: v for k, v in by.items() if v[0].get("zero_shot")}
+    by = {k: v for k, v in by.items() if not v[0].get("zero_shot")}
+    if not by:
+        return zs_table(zs_by)
     lines = ["| recipe | data | model | seeds | test P | test R | test F1 | dev F1 | epochs (best) | wall s/run | device |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rs in by.items():
@@ -123,7 +125,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_ms([x[key] for x in t])} | {_ms([r['dev'][key] for r in rs])} "
             f"| {rs[0]['max_epochs']} ({','.join(str(r['best_epoch']) for r in rs)}) "
             f"| {statistics.mean(r['wall_seconds'] for r in rs):.0f} | {rs[0]['device']} |")
-    return "\n".join(lines) + "\n"
+    out = "\n".join(lines) + "\n"
+    return out + ("\n" + zs_table(zs_by) if zs_by else "")
 
 
 def _opt(vals: list[float | None]) -> str:
@@ -172,7 +175,8 @@ def main() -> None:
                     "for an ablation given by --set)")
     ap.add_argument("--collect", nargs="+", type=Path, default=None, metavar="RUN_DIR",
                     help="append rows rebuilt from finished run directories (recipe = the "
-                         "parent folder's name + --suffix; overrides = --set) instead of training")
+                         "parent folder's name + --suffix, so leave --suffix out when the folder "
+                         "name already has it; overrides = --set) instead of training")
     ap.add_argument("--table-only", action="store_true",
                     help="rebuild table.md from <out>/runs.jsonl without training")
     a = ap.parse_args()
@@ -181,9 +185,12 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
             for d in a.collect:
-                if (d / "summary.json").is_file():
-                    f.write(json.dumps(row_from_run_dir(d, d.parent.name + a.suffix,
-                                                        a.overrides)) + "\n")
+                if not (d / "summary.json").is_file():
+                    print(f"quality.py: {d} has no summary.json (unfinished run?): skipped",
+                          file=sys.stderr)
+                    continue
+                f.write(json.dumps(row_from_run_dir(d, d.parent.name + a.suffix,
+                                                    a.overrides)) + "\n")
         a.table_only = True
     if a.table_only:
         rows = [json.loads(l) for l in (out / "runs.jsonl").read_text().splitlines() if l.strip()]

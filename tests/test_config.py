@@ -191,11 +191,20 @@ def test_precision_auto_resolves_per_machine(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_precision("auto", "auto") == "32-true"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    asked = []
+
+    def native_only(including_emulation=True):  # a card with native bf16
+        asked.append(including_emulation)
+        return True
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", native_only)
     assert resolve_precision("auto", "auto") == "bf16-mixed"
     assert resolve_precision("auto", "gpu") == "bf16-mixed"
+    assert asked and not any(asked)  # emulated bf16 (pre-Ampere) does not count
     assert resolve_precision("auto", "cpu") == "32-true"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", "gpu", "ddp_fork") == "32-true"  # CUDA untouched
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation)  # emulation only
     assert resolve_precision("auto", "auto") == "32-true"
     assert resolve_precision("16-mixed", "cpu") == "16-mixed"
 

@@ -106,6 +106,22 @@ def test_length_grouping_keeps_every_example_once_and_reduces_padding():
         batch = order[k:k + 4]
         assert any(set(batch) <= w for w in windows)
         assert [lengths[i] for i in batch] == sorted((lengths[i] for i in batch), reverse=True)
+    # n not a multiple of the batch: the short batch stays last, so every full batch still
+    # comes from one sorted window
+    n = 18
+    lengths2 = [(7 * i) % 23 + 1 for i in range(n)]
+    tr2 = ResumableSampler(n, shuffle=True, seed=5, lengths=lengths2, batch_size=4,
+                           bucket_batches=2)
+    tr2.set_epoch(0)
+    order2 = list(tr2)
+    assert sorted(order2) == list(range(n))
+    plain2 = ResumableSampler(n, shuffle=True, seed=5)
+    plain2.set_epoch(0)
+    shuffled2 = list(plain2)
+    windows2 = [set(shuffled2[k:k + 8]) for k in range(0, n, 8)]
+    for k in range(0, 16, 4):
+        assert any(set(order2[k:k + 4]) <= w for w in windows2), k
+    assert set(order2[16:]) <= windows2[-1]
     with pytest.raises(ValueError, match="lengths has 3 entries for 16"):
         ResumableSampler(16, shuffle=True, lengths=[1, 2, 3])
 

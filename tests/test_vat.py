@@ -184,3 +184,23 @@ def test_power_perturbation_norm_survives_tiny_gradients():
     vat = GraphVAT(D, mode="power", eps=0.5, scale=1.0 / D)
     r = vat.perturbation(h)
     torch.testing.assert_close(r.norm(dim=-1), torch.full((h.shape[0],), 0.5))
+
+
+@pytest.mark.parametrize("mode", ["learned", "power"])
+def test_zero_batch_gives_zero_loss_not_nan(mode):
+    """An all-zero batch (e.g. no picture anywhere) must not turn the automatic scale into
+    inf and the loss into NaN."""
+    h = torch.zeros(4, D, requires_grad=True)
+    loss, _ = GraphVAT(D, mode=mode).train()(h)
+    loss.backward()
+    assert float(loss) == 0.0 and torch.isfinite(h.grad).all()
+
+
+def test_learned_perturbation_stays_within_its_bound():
+    h = _batch(2)
+    vat = GraphVAT(D, mode="learned", max_rms=0.3).train()
+    for _ in range(300):
+        vat(h)
+    assert float(vat.r.pow(2).mean().sqrt()) <= 0.3 + 1e-6
+    with pytest.raises(ConfigError, match="max_rms"):
+        GraphVAT(D, max_rms=0.0)

@@ -238,8 +238,11 @@ class ResumableSampler(Sampler[int]):
                 for c in range(0, len(order), window):
                     part = sorted(order[c:c + window], key=lambda i: -lengths[i])
                     batches += [part[k:k + step] for k in range(0, len(part), step)]
+                # a short last batch stays last: shuffled into the middle it would shift every
+                # later batch boundary across two length buckets
+                tail = batches.pop() if batches and len(batches[-1]) < step else []
                 perm = torch.randperm(len(batches), generator=g).tolist()
-                order = [i for p in perm for i in batches[p]]
+                order = [i for p in perm for i in batches[p]] + tail
         elif lengths is not None:
             order = sorted(range(self.n), key=lambda i: -lengths[i])
         else:

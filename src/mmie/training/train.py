@@ -62,15 +62,24 @@ def build_encoders(cfg: RunConfig, uses_image: bool):
     return text, vision
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto`` -> ``bf16-mixed`` where training runs on a bf16-capable CUDA GPU, else
-    ``32-true``; any other value is returned unchanged."""
+def resolve_precision(precision: str, accelerator: str, strategy: str = "auto") -> str:
+    """``auto`` -> ``bf16-mixed`` where training runs on a CUDA GPU with native bfloat16
+    (Ampere or newer; emulated bf16 on older cards is slow), else ``32-true``; any other value
+    is returned unchanged. Fork-based strategies (``ddp_fork``, ``ddp_notebook``) get
+    ``32-true``: asking the GPU for its capability would initialise CUDA in the parent, which
+    forked workers cannot inherit (set ``trainer.precision`` explicitly there)."""
     if precision != "auto":
         return precision
     import torch
 
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+    if not on_gpu or "fork" in strategy or "notebook" in strategy:
+        return "32-true"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch without the argument
+        native = torch.cuda.is_bf16_supported()
+    return "bf16-mixed" if native else "32-true"
 
 
 def model_uses_image(cfg: RunConfig) -> bool:
@@ -158,7 +167,8 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator,
+                                              str(cfg.trainer.strategy))
     if launch_rank() == 0:  # DDP workers re-run this function: only rank 0 writes files
         if not resume:
             for stale in ("metrics.jsonl", "steps.jsonl"):
