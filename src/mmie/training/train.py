@@ -62,6 +62,12 @@ def build_encoders(cfg: RunConfig, uses_image: bool):
     return text, vision
 
 
+def _cuda_training(accelerator: str) -> bool:
+    import torch
+
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
 def resolve_precision(precision: str, accelerator: str, strategy: str = "auto") -> str:
     """``auto`` -> ``bf16-mixed`` where training runs on a CUDA GPU with native bfloat16
     (Ampere or newer; emulated bf16 on older cards is slow), else ``32-true``; any other value
@@ -72,7 +78,7 @@ def resolve_precision(precision: str, accelerator: str, strategy: str = "auto") 
         return precision
     import torch
 
-    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    on_gpu = _cuda_training(accelerator)
     if not on_gpu or "fork" in strategy or "notebook" in strategy:
         return "32-true"
     try:
@@ -112,7 +118,8 @@ def eval_payload(module, cfg: RunConfig, split: str, task) -> dict[str, Any]:
     return {"split": split, "data": cfg.data.name, "n": ev["n"], "seed": cfg.seed,
             "text_encoder": cfg.model.text_encoder,
             "vision_encoder": cfg.model.vision_encoder if model_uses_image(cfg) else None,
-            "image_policy": cfg.data.image_policy, **ev["scores"]}
+            "image_policy": cfg.data.image_policy if model_uses_image(cfg) else None,
+            **ev["scores"]}
 
 
 def launch_rank() -> int:
@@ -169,6 +176,10 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator,
                                               str(cfg.trainer.strategy))
+    if "16" in cfg.trainer.precision and not _cuda_training(cfg.trainer.accelerator):
+        log.warning("trainer.precision=%s without a GPU: half precision on the CPU is slow "
+                    "(a config.yaml saved by a GPU run pins it); use trainer.precision=auto",
+                    cfg.trainer.precision)
     if launch_rank() == 0:  # DDP workers re-run this function: only rank 0 writes files
         if not resume:
             for stale in ("metrics.jsonl", "steps.jsonl"):
