@@ -116,14 +116,6 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def char_offsets(tokens: list[str]) -> list[tuple[int, int]]:
-    offs, pos = [], 0
-    for w in tokens:
-        offs.append((pos, pos + len(w)))
-        pos += len(w) + 1
-    return offs
-
-
 # ---- setup of one model kind ---------------------------------------------------------------------
 class Setup:
     """Config, task, examples, image paths, encoders and model of one benchmarked model."""
@@ -304,17 +296,18 @@ def bench_sweep(su: Setup, batch_sizes: list[int], warmup: int, steps: int,
 
 # ---- 3. inference ----------------------------------------------------------------------------------
 def inference_items(su: Setup, n: int, split: str = "test") -> list[dict[str, Any]]:
+    from mmie.data.tokenize import words_to_text
+
     exs = su.splits[split]
     if len(exs) < n:
         exs = exs + su.splits["dev"]
     items = []
     for ex in exs[:n]:
-        text = " ".join(ex.tokens)
+        text, offs = words_to_text(ex.tokens)
         item: dict[str, Any] = {"text": text}
         if ex.image is not None:
             item["image"] = su.image_path(split if ex in su.splits[split] else "dev", ex)
         if su.task.name != "ner":
-            offs = char_offsets(ex.tokens)
             h = ex.entities[0]
             item["head"] = [offs[h.start][0], offs[h.end - 1][1]]
         items.append(item)

@@ -4,7 +4,6 @@ data statistics of the real Twitter-2015 files (``data`` marker)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,9 @@ import pytest
 
 import mmie
 import mmie.cli
+from helpers import data_root
 from test_training_e2e import COMBOS, get_run, read_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _ner():
@@ -213,13 +212,9 @@ def test_cli_evaluate_output_recomputable_re(tmp_path, capsys):
     assert res["accuracy"] == pytest.approx(acc)
 
 
-def _data_dir() -> str:
-    return os.environ.get("MMIE_DATA") or str(REPO.parent / "shared" / "data")
-
-
 @pytest.mark.data
 def test_data_stats_twitter2015_counts(capsys):
-    d = _data_dir()
+    d = str(data_root())
     assert Path(d, "twitter2015").is_dir(), f"data missing: {d}/twitter2015 (set MMIE_DATA)"
     assert mmie.cli.main(["data", "stats", "twitter2015", "--data-dir", d, "--json"]) == 0
     st = json.loads(capsys.readouterr().out)["splits"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import urllib.error
 from pathlib import Path
@@ -16,14 +15,9 @@ from mmie.data.catalog import DATASETS, UnknownSplitError, load_split
 from mmie.data.stats import dataset_stats, format_stats
 from mmie.errors import DataError
 
+from helpers import data_root
+
 FIX = Path(__file__).parent / "fixtures"
-
-
-def data_root() -> Path:
-    d = Path(os.environ.get("MMIE_DATA", Path(__file__).resolve().parents[1].parent / "shared"
-                            / "data"))
-    assert d.is_dir(), f"benchmark data not found at {d} (set MMIE_DATA)"
-    return d
 
 
 # --------------------------------------------------------------------------------------------

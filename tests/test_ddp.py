@@ -10,7 +10,6 @@ for rank 1, which is robust under pytest (no pickling of the test process, unlik
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,16 +19,10 @@ import pytest
 from mmie.training import data as tdata
 from mmie.training.module import gather_predictions
 
+from helpers import subprocess_env
+
 PY = sys.executable
 N_EVAL = 9  # odd: 2 ranks x 5 = 10 slots, one padding duplicate
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
 
 
 def test_sharding_pads_and_gather_drops_duplicates(monkeypatch):
@@ -56,7 +49,7 @@ def test_two_process_ddp_matches_single_process_evaluate(tmp_path: Path):
             "trainer.log_every_n_steps=1", f"output_dir={out}", f"cache_dir={cache}"]
     cmd = [PY, "-m", "mmie", "train", str(config), "--devices", "2", "--strategy", "ddp",
            "--accelerator", "cpu"] + [a for kv in sets for a in ("--set", kv)]
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
+    r = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
 
     # rank 0 alone wrote the logs: one row per epoch / per logged step, no duplicates

@@ -21,6 +21,8 @@ from mmie.data.schema import Span
 from mmie.errors import ConfigError, DataError
 from mmie.inference.pipeline import Pipeline, label_fits, label_signature, pipeline
 
+from helpers import data_root
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"data.name": "synthetic", "data.synthetic_size": "60", "data.max_length": "48",
         "model.type": "mmib", "model.text_encoder": "random:tiny-bert",
@@ -327,11 +329,9 @@ def test_benchmark_grouping_and_scoring(tmp_path):
 @pytest.mark.data
 def test_benchmark_grouping_on_mnre_test():
     """Every MNRE test instance lands in exactly one post pair; non-None ones are relations."""
-    import os
-
     from mmie.data.readers import read_mnre
 
-    data = Path(os.environ.get("MMIE_DATA", REPO.parent / "shared" / "data"))
+    data = data_root()
     examples = read_mnre(data / "mnre" / "mnre_test.txt").examples
     posts = _bench().group_posts(examples)
     assert len(examples) == 1614

@@ -4,7 +4,6 @@ errors must name the file and the line."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from functools import lru_cache
@@ -17,14 +16,9 @@ from mmie.data.readers import (ReadResult, read_any, read_conll, read_mfiger, re
 from mmie.data.schema import Relation, Span
 from mmie.errors import DataError
 
+from helpers import data_root
+
 FIX = Path(__file__).parent / "fixtures"
-
-
-def data_root() -> Path:
-    d = Path(os.environ.get("MMIE_DATA", Path(__file__).resolve().parents[1].parent / "shared"
-                            / "data"))
-    assert d.is_dir(), f"benchmark data not found at {d} (set MMIE_DATA)"
-    return d
 
 
 @lru_cache(maxsize=None)

@@ -4,7 +4,6 @@ the same weights, logs and dev/test metrics as an uninterrupted run of the same 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import pytest
 import torch
 
 from mmie.training.data import ResumableLoader, ResumableSampler
+
+from helpers import subprocess_env
 
 PY = sys.executable
 TINY = ("data.name=synthetic", "data.synthetic_size=60", "data.max_length=48",
@@ -29,14 +30,6 @@ TINY = ("data.name=synthetic", "data.synthetic_size=60", "data.max_length=48",
 def _cmd(config: Path, out: Path, cache: Path, *extra: str) -> list[str]:
     sets = [a for kv in TINY + (f"output_dir={out}", f"cache_dir={cache}") for a in ("--set", kv)]
     return [PY, "-m", "mmie", "train", str(config), *sets, *extra]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
@@ -135,12 +128,12 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path: Path):
     # the uninterrupted reference runs alongside the run that gets killed
     # (own cache dir: two processes never build the same synthetic set / feature cache)
     ref_log = open(tmp_path / "ref.log", "w")
-    ref_p = subprocess.Popen(_cmd(config, ref, tmp_path / "cache_ref"), env=_env(),
+    ref_p = subprocess.Popen(_cmd(config, ref, tmp_path / "cache_ref"), env=subprocess_env(),
                              stdout=ref_log, stderr=subprocess.STDOUT)
 
     # start the same run, kill -9 it once a mid-epoch step checkpoint (step 4 of 7/epoch) exists
     step_ckpt = crash / "checkpoints" / "step.ckpt"
-    p = subprocess.Popen(_cmd(config, crash, cache), env=_env(), stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(_cmd(config, crash, cache), env=subprocess_env(), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     killed_at = None
     deadline = time.time() + 120
@@ -160,7 +153,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path: Path):
     assert killed_at % 7 != 0, "kill should land mid-epoch (7 steps per epoch)"
     assert not (crash / "summary.json").exists()
 
-    r = subprocess.run(_cmd(config, crash, cache, "--resume"), env=_env(), capture_output=True,
+    r = subprocess.run(_cmd(config, crash, cache, "--resume"), env=subprocess_env(), capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     ref_p.wait(timeout=300)

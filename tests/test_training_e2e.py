@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mmie.config import RunConfig, load_config
+from mmie.data.tokenize import words_to_text
 
 _ROOT = Path(tempfile.mkdtemp(prefix="mmie-e2e-"))
 atexit.register(shutil.rmtree, _ROOT, True)
@@ -158,11 +159,8 @@ def test_predictor_reproduces_test_predictions_ner():
              for r in saved]
     results = pred.predict_batch(items)
     for r, res in zip(saved, results):
-        offs, pos = [], 0
-        for w in r["tokens"]:
-            offs.append(pos)
-            pos += len(w) + 1
-        text = " ".join(r["tokens"])
+        text, spans = words_to_text(r["tokens"])
+        offs = [start for start, _ in spans]
         got = []
         for e in res:
             assert text[e["start"]:e["end"]] == e["text"]
@@ -184,10 +182,7 @@ def test_predictor_reproduces_test_predictions_re():
     img_dir = image_dir_for(cfg, "test")
     items = []
     for r in saved:
-        offs, pos = [], 0
-        for w in r["tokens"]:
-            offs.append((pos, pos + len(w)))
-            pos += len(w) + 1
+        _, offs = words_to_text(r["tokens"])
         h, t = r["head"], r["tail"]
         items.append({"tokens": r["tokens"], "image": str(resolve_image(img_dir, r["image"])),
                       "head": (offs[h["start"]][0], offs[h["end"] - 1][1]),

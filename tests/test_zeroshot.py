@@ -6,9 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,15 +20,12 @@ from mmie.tasks.zeroshot import (ZeroShotSplit, class_balanced_weights, filter_e
                                  load_label_descriptions, load_label_resource, split_relations,
                                  typing_fold, zero_shot_metrics)
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import data_root
+
 MNRE_RELATIONS = sorted(load_label_resource("mnre_relations").labels)
 GROUPS = {"G1": ("People", "Site", "Building", "Currency"),
           "G2": ("Location", "Event", "Book", "Music"),
           "G3": ("Organization", "Country", "APP", "Movie")}
-
-
-def _data_dir() -> Path:
-    return Path(os.environ.get("MMIE_DATA", REPO.parent / "shared" / "data"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,7 +100,7 @@ def test_filter_examples_and_balanced_weights():
 @pytest.mark.data
 def test_mnre_relations_match_resource():
     """The resource names exactly MNRE's 22 non-None relations (5,767 instances)."""
-    root = _data_dir() / "mnre"
+    root = data_root() / "mnre"
     counts: Counter[str] = Counter()
     for part in ("train", "val", "test"):
         with open(root / f"mnre_{part}.txt", encoding="utf-8") as f:

@@ -324,6 +324,7 @@ def cmd_plot_zs(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     """Synthetic set -> MMIB training -> test evaluation -> reload -> prediction."""
     from mmie.config import load_config
+    from mmie.data.tokenize import words_to_text
     from mmie.inference.predictor import load
     from mmie.training.train import train
 
@@ -342,14 +343,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
     found = resolve_image(img_dir, ex.image) if img_dir and ex.image else None
     image = str(found) if found else None
-    text = " ".join(ex.tokens)
+    text, offs = words_to_text(ex.tokens)
     if a.task == "ner":
         res = pred.predict(text=text, image=image)
     else:
-        offs, pos = [], 0
-        for w in ex.tokens:
-            offs.append((pos, pos + len(w)))
-            pos += len(w) + 1
         h, t = ex.head, ex.tail
         res = pred.predict(text=text, image=image, head=(offs[h.start][0], offs[h.end - 1][1]),
                            tail=(offs[t.start][0], offs[t.end - 1][1]))

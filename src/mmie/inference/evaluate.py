@@ -10,6 +10,24 @@ from typing import Any
 import torch
 
 
+def config_for_data(cfg, data: str | None = None, data_dir: str | None = None,
+                    image_dir: str | None = None):
+    """A copy of a saved model's run config pointed at another data set: ``data`` replaces the
+    data set (with ``data_dir`` and ``image_dir``, ``None`` = defaults); without ``data`` a
+    given ``data_dir`` / ``image_dir`` replaces the training one."""
+    cfg = copy.deepcopy(cfg)
+    if data is not None:
+        cfg.data.name = data
+        cfg.data.data_dir = data_dir
+        cfg.data.image_dir = image_dir
+    else:
+        if data_dir is not None:
+            cfg.data.data_dir = data_dir
+        if image_dir is not None:
+            cfg.data.image_dir = image_dir
+    return cfg
+
+
 def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "test",
              data_dir: str | None = None, image_dir: str | None = None,
              image_policy: str | None = None, output: str | Path | None = None,
@@ -28,15 +46,7 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
                                     load_examples, make_loader)
 
     pred = load(model_dir, device=device)
-    cfg = copy.deepcopy(pred.cfg)
-    if data is not None:
-        cfg.data.name = data
-        cfg.data.data_dir = data_dir
-        cfg.data.image_dir = image_dir
-    elif data_dir is not None:
-        cfg.data.data_dir = data_dir
-    if image_dir is not None:
-        cfg.data.image_dir = image_dir
+    cfg = config_for_data(pred.cfg, data, data_dir, image_dir)
     if image_policy is not None:
         cfg.data.image_policy = image_policy
     cfg.data.limit_eval = limit

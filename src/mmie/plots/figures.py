@@ -32,7 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mmie.data.io import iter_lines
+from mmie.data.io import iter_json_objects
 from mmie.errors import DataError
 
 REGULARIZER_PREFIXES = ("train/kl", "train/align")
@@ -44,20 +44,7 @@ DPI = 120
 def read_records(path: str | Path) -> list[dict]:
     """Read a JSON-lines log: one object per non-blank line. Bad lines raise
     :class:`DataError` naming the file and line."""
-    records = []
-    for lineno, text in iter_lines(path):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg} at column {e.colno})", path=path,
-                            line=lineno) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, got {type(obj).__name__}", path=path,
-                            line=lineno)
-        records.append(obj)
-    return records
+    return [obj for _, obj in iter_json_objects(path)]
 
 
 def _number(value) -> float | None:

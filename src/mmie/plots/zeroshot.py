@@ -23,7 +23,6 @@ Figures are drawn on :class:`matplotlib.figure.Figure` with the Agg canvas (no `
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -214,6 +213,7 @@ def plot_zero_shot(model_dir: str | Path, *, split: str = "test", data: str | No
     ``zeroshot_<split>.json``. Raises :class:`ConfigError` for a model that is not MG-VMoE and
     :class:`DataError` for an empty split.
     """
+    from mmie.inference.evaluate import config_for_data
     from mmie.inference.predictor import load
     from mmie.tasks.zs import instance_label
     from mmie.training.data import (Collator, ExampleDataset, compute_image_features,
@@ -228,13 +228,7 @@ def plot_zero_shot(model_dir: str | Path, *, split: str = "test", data: str | No
                           f"model.type={pred.cfg.model.type!r}, task={task.name!r}")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be a positive number of instances, got {limit}")
-    cfg = copy.deepcopy(pred.cfg)
-    if data is not None:
-        cfg.data.name = data
-        cfg.data.data_dir = data_dir
-        cfg.data.image_dir = None
-    elif data_dir is not None:
-        cfg.data.data_dir = data_dir
+    cfg = config_for_data(pred.cfg, data, data_dir)
     key = _split_key(split)
     pooled = {s: load_examples(cfg, s) for s in ("train", "dev", "test")}
     parts = task.filter_splits(pooled)
