@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("output_dir")
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--n-train", type=int, default=600)
+    from mmie.data.photos import add_arguments as _photos_args
+
+    _photos_args(dsub.add_parser("photos", help="build the real-photo benchmark (photos_ner, "
+                                 "photos_re, photos_typing)", formatter_class=fmt,
+                                 description="Example:\n  mmie data photos data/photos "
+                                 "--size small   (docs/data.md)"))
 
     # train -----------------------------------------------------------------------------------
     t = add("train", "train a model from a YAML recipe (configs/) with overrides")
@@ -202,8 +208,13 @@ def cmd_data(a: argparse.Namespace) -> int:
         n = a.n_train
         _print_json(generate(a.output_dir, seed=a.seed, n_train=n, n_valid=max(1, n // 4),
                              n_test=max(1, n // 4)))
+    elif a.data_command == "photos":
+        from mmie.data.photos.build import run_cli
+
+        return run_cli(a)
     else:
-        print("usage: mmie data {stats,validate,download,synthetic} ...", file=sys.stderr)
+        print("usage: mmie data {stats,validate,download,synthetic,photos} ...",
+              file=sys.stderr)
         return 2
     return 0
 
