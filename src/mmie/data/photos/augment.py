@@ -4,9 +4,12 @@ Every post picture is :data:`SIZE` x :data:`SIZE` pixels. A single picture fills
 canvas; a collage puts one picture in the left half and one in the right half, **in the order
 the mentions appear in the text** (first mention left). Each panel is a fresh augmentation of
 its source: a random crop (72-100 % of the area, aspect jitter), fitted into the panel on a
-plain light-grey margin, brightness / contrast / saturation jitter (x 0.75-1.25), and the
-whole canvas is JPEG-encoded at a random quality (60-95). So no two posts share picture bytes
-(checked by the builder) and a model must recognise categories, not memorise files.
+plain light-grey margin, brightness / contrast / saturation jitter (x 0.75-1.25); a quarter of
+the panels (independently) are turned grey and a fifth shown at low resolution (shrunk to
+20-40 pixels and scaled back up), because most face pictures are small grey crops (LFW): grey,
+blurry pictures occur in every category, so they do not give a person away. The canvas is
+JPEG-encoded at a random quality (60-95). No two posts share picture bytes (the builder
+checks), so a model must recognise categories, not memorise files.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from PIL import Image, ImageEnhance
 __all__ = ["SIZE", "augment_panel", "compose", "encode"]
 
 SIZE = 224
+#: chance that a panel is turned grey / shown at low resolution (20-40 px, scaled back up)
+GREY_P = 0.25
+LOWRES_P = 0.2
 
 
 def _crop(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -43,6 +49,17 @@ def augment_panel(img: Image.Image, box: tuple[int, int],
     pic = pic.resize((nw, nh), Image.Resampling.BILINEAR)
     for enh in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
         pic = enh(pic).enhance(float(rng.uniform(0.75, 1.25)))
+    # Most face pictures are small grey LFW crops: grey and low resolution happen to every
+    # category, so neither tells a person apart.
+    if rng.random() < GREY_P:
+        pic = pic.convert("L").convert("RGB")
+    if rng.random() < LOWRES_P:
+        side = int(rng.integers(20, 41))
+        s = side / max(pic.size)
+        if s < 1:
+            small = pic.resize((max(1, round(pic.width * s)), max(1, round(pic.height * s))),
+                               Image.Resampling.BILINEAR)
+            pic = small.resize(pic.size, Image.Resampling.BILINEAR)
     grey = int(rng.integers(215, 250))
     panel = Image.new("RGB", box, (grey, grey, grey))
     x = int(rng.integers(0, bw - nw + 1))
