@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmie.encoders.regions import object_inputs
 from mmie.models.base import ImageInput, ModelOutput
 from mmie.models.baselines import _heads
 
@@ -61,7 +62,8 @@ class MGVMoEModel(nn.Module):
         H = text_encoder.hidden_size
         self.hidden = H
         self.dropout = nn.Dropout(cfg.dropout)
-        self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=True, dropout=cfg.dropout)
+        self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=True, dropout=cfg.dropout,
+                                   box_embedding=cfg.box_embedding)
         self.moe = VMoELayer(H, num_experts=cfg.num_experts, gating=cfg.gating, k=cfg.top_k,
                              dropout=cfg.dropout)
         self.mention_attn = MentionAttention(H, _heads(H), cfg.dropout)
@@ -79,7 +81,7 @@ class MGVMoEModel(nn.Module):
     # ---- pieces -------------------------------------------------------------------------------
     def image_features(self, batch):
         if "image_global" in batch:
-            return batch["image_global"], batch["image_regions"], batch["image_present"]
+            return batch["image_global"], batch.get("image_regions"), batch["image_present"]
         from mmie.encoders.vision import pool_regions
 
         with torch.no_grad():
@@ -98,7 +100,7 @@ class MGVMoEModel(nn.Module):
         t_mask = batch["attention_mask"].bool()
         h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
         g, r, present = self.image_features(batch)
-        h_v, v_mask = self.image_in(g, r, present)
+        h_v, v_mask = self.image_in(g, r, present, **object_inputs(batch))
         out_t = self.moe(h_t, t_mask)
         # posts without a picture: run the experts on the (masked) image tokens but count nothing
         out_v = self.moe(h_v, v_mask if bool(v_mask.any()) else None)

@@ -82,8 +82,10 @@ class ImageFeatures:
     """Per-example rows into stacked features; row -1 = no image for that example."""
 
     glob: torch.Tensor
-    regions: torch.Tensor
+    regions: torch.Tensor | None
     rows: dict[str, list[int]] = field(default_factory=dict)
+    #: data.regions=objects/both: crop features [N, K, D], boxes [N, K, 4], mask [N, K]
+    objects: dict[str, torch.Tensor] | None = None
 
 
 from mmie.encoders.vision import pool_regions  # noqa: E402  (re-exported)
@@ -134,7 +136,12 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
     glob, regions = cache.get_or_compute(keys)
     report["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
     regions = pool_regions(regions.float(), cfg.model.region_grid)
-    return ImageFeatures(glob.float(), regions, rows), kept
+    from mmie.encoders.regions import training_object_features
+
+    objects = training_object_features(cfg, vision, keys, default_cache_dir(cfg), report)
+    if cfg.data.regions == "objects":
+        regions = None
+    return ImageFeatures(glob.float(), regions, rows, objects), kept
 
 
 class ExampleDataset(Dataset):
@@ -169,7 +176,10 @@ class Collator:
         if self.features is not None:
             rows = torch.tensor([r for _, _, r in items], dtype=torch.long)
             batch["image_global"] = self.features.glob[rows]
-            batch["image_regions"] = self.features.regions[rows]
+            if self.features.regions is not None:
+                batch["image_regions"] = self.features.regions[rows]
+            for k, v in (self.features.objects or {}).items():
+                batch[k] = v[rows]
             batch["image_present"] = torch.ones(len(items), dtype=torch.bool)
         return batch
 
