@@ -131,6 +131,13 @@ class MGVMoEModel(nn.Module):
         graph_h = torch.cat([mean_v, mean_t], dim=-1)
         return sample, graph_h, terms
 
+    def term_weights(self) -> dict[str, float]:
+        """The weight each auxiliary term enters the loss with (``beta_aux`` included)."""
+        cfg = self.cfg
+        w = {"kl_text": cfg.beta_kl, "kl_image": cfg.beta_kl, "gate_entropy": 1.0,
+             "load_balance": 1.0, "nce": cfg.beta_nce, "vat": cfg.beta_vat}
+        return {k: cfg.beta_aux * v for k, v in w.items()}
+
     def scores(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         sample, graph_h, terms = self.represent(batch)
         labels = self.encode_labels(batch)
@@ -145,11 +152,8 @@ class MGVMoEModel(nn.Module):
         if self.vat is not None and self.training and graph_h is not None:
             terms["vat"] = (self.vat(graph_h)[0] if graph_h.shape[0] >= 2
                             else graph_h.new_zeros((), dtype=torch.float32))
-        cfg = self.cfg
-        w = {"kl_text": cfg.beta_kl, "kl_image": cfg.beta_kl, "gate_entropy": 1.0,
-             "load_balance": 1.0, "nce": cfg.beta_nce, "vat": cfg.beta_vat}
-        aux = sum(w[k] * v for k, v in terms.items())
-        loss = task_loss + cfg.beta_aux * aux
+        w = self.term_weights()
+        loss = task_loss + sum(w[k] * v for k, v in terms.items())
         log = {"task": task_loss.detach(), **{k: v.detach() for k, v in terms.items()},
                "loss": loss.detach()}
         return ModelOutput(loss=loss, terms=log)

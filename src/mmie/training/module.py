@@ -177,6 +177,13 @@ class MMIELightningModule(L.LightningModule):
         """This process's mean of every loss term over the epoch's training examples."""
         return {k: tot / max(n, 1) for k, (tot, n) in self._epoch_sums.items()}
 
+    def epoch_weighted(self) -> dict[str, float]:
+        """Each term's epoch mean times the weight it enters the loss with (``task`` weight
+        1): what each term contributes to ``loss``, so the balance of the terms is visible."""
+        weights = getattr(self.model, "term_weights", dict)()
+        return {k: (1.0 if k == "task" else weights.get(k, 1.0)) * v
+                for k, v in self.epoch_means().items() if k != "loss"}
+
     # ---- evaluation -----------------------------------------------------------------------
     def _eval_step(self, batch):
         preds = self.model.predict(batch)
