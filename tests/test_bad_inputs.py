@@ -405,3 +405,61 @@ def test_http_candidate_labels_on_ner_model(client):
     assert r.status_code == 422 and "candidate_labels" in r.json()["detail"]
     # the service keeps serving after errors
     assert client.post("/predict", json={"text": "Obama in Paris"}).status_code == 200
+
+
+# --------------------------------------------------------------------------- checkpoints, run dirs
+class _Evil:
+    """A pickle that runs a shell command when loaded (what a crafted checkpoint does)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def _write_last_ckpt(run, obj) -> None:
+    import torch
+
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save(obj, run / "checkpoints" / "last.ckpt")
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(tmp_path, capsys):
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    _write_last_ckpt(run, {"state_dict": {}, "global_step": 5, "x": _Evil(marker)})
+    rc = mmie.cli.main(["train", "--output-dir", str(run), "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert not marker.exists()
+    assert "last.ckpt" in err and "refused to load this checkpoint" in err
+    assert "Traceback" not in err
+
+
+def test_resume_with_a_garbage_checkpoint_is_a_clear_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"this is not a checkpoint at all")
+    rc = mmie.cli.main(["train", "--output-dir", str(run), "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert f"{run / 'checkpoints' / 'last.ckpt'}: not a readable checkpoint" in err
+    assert "delete it to train from scratch" in err
+
+
+def test_train_output_dir_under_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    rc = mmie.cli.main(["train", "--output-dir", str(f / "run")])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert f"{f} is a file, not a directory" in err
+
+
+def test_train_output_dir_unwritable(tmp_path, capsys):
+    rc = mmie.cli.main(["train", "--output-dir", "/proc/mmie-no-such-run"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "output_dir /proc/mmie-no-such-run: cannot write there" in err
