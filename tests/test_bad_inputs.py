@@ -463,3 +463,96 @@ def test_train_output_dir_unwritable(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1, err
     assert "output_dir /proc/mmie-no-such-run: cannot write there" in err
+
+
+# --------------------------------------------------------------------------- broken model folders
+def _model_copy(tmp_path):
+    import shutil
+
+    out, _ = _ner_pred()
+    dst = tmp_path / "model"
+    shutil.copytree(out / "model", dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage,expect", [
+    ("no-weights", r"model.safetensors is missing"),
+    ("truncated-header", r"model.safetensors: unreadable weights file .*truncated"),
+    ("truncated-half", r"model.safetensors: unreadable weights file .*truncated"),
+    ("corrupt-config", r"config.json: corrupt config.json"),
+    ("config-not-mmie", r"config.json: not an mmie model config"),
+])
+def test_damaged_model_folder_is_a_clear_error(tmp_path, capsys, damage, expect):
+    import re
+
+    d = _model_copy(tmp_path)
+    w = d / "model.safetensors"
+    if damage == "no-weights":
+        w.unlink()
+    elif damage.startswith("truncated"):
+        data = w.read_bytes()
+        w.write_bytes(data[:1000] if damage == "truncated-header" else data[:len(data) // 2])
+    elif damage == "corrupt-config":
+        (d / "config.json").write_text("{bad json", encoding="utf-8")
+    else:
+        (d / "config.json").write_text('{"hello": 1}', encoding="utf-8")
+    with pytest.raises(mmie.errors.MMIEError, match=expect):
+        mmie.load(d)
+    rc = mmie.cli.main(["predict", str(d), "--text", "Obama in Paris"])
+    err = capsys.readouterr().err
+    assert rc == 1 and re.search(expect, err), err
+    assert "copy the model folder again, or re-create it with `mmie train`" in err
+
+
+# --------------------------------------------------------------------------- silently ignored / late
+@pytest.mark.parametrize("args,field", [(["--head", "0,5"], "head"),
+                                        (["--tail", "9,14"], "tail"),
+                                        (["--head", "0,5", "--tail", "9,14"], "head")])
+def test_head_tail_on_an_ner_model_are_refused(capsys, args, field):
+    out, pred = _ner_pred()
+    rc = mmie.cli.main(["predict", str(out / "model"), "--text", "Obama in Paris", *args])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"field '{field}'" in err and "not used by an NER model" in err
+    with pytest.raises(DataError, match="not used by an NER model") as ei:
+        pred.predict(text="Obama in Paris", **{field: (0, 5)})
+    assert ei.value.field == field
+
+
+def test_predict_text_with_output_writes_the_file(tmp_path, capsys):
+    out, pred = _ner_pred()
+    dst = tmp_path / "one.jsonl"
+    assert mmie.cli.main(["predict", str(out / "model"), "--text", "Obama in Paris",
+                          "--output", str(dst)]) == 0
+    rows = [json.loads(l) for l in dst.read_text(encoding="utf-8").splitlines()]
+    assert rows == [pred.predict(text="Obama in Paris")]
+    assert capsys.readouterr().out == ""  # written to the file, not printed
+
+
+@pytest.mark.parametrize("cmd", ["predict-input", "predict-text", "evaluate"])
+def test_unwritable_output_fails_before_the_work(tmp_path, capsys, monkeypatch, cmd):
+    out, _ = _ner_pred()
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"text": "Obama in Paris"}\n', encoding="utf-8")
+    dst = tmp_path / "nodir" / "x.jsonl"
+    import mmie.inference.predictor as predictor
+
+    def no_work(*a, **k):  # the model must not even be loaded
+        raise AssertionError("work started before the output path was checked")
+
+    monkeypatch.setattr(predictor, "load", no_work)
+    args = {"predict-input": ["predict", str(out / "model"), "--input", str(inp)],
+            "predict-text": ["predict", str(out / "model"), "--text", "Obama"],
+            "evaluate": ["evaluate", str(out / "model")]}[cmd]
+    rc = mmie.cli.main([*args, "--output", str(dst)])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert f"--output {dst}: the folder {dst.parent} does not exist" in err
+
+
+def test_set_with_invalid_yaml_value(tmp_path, capsys):
+    rc = mmie.cli.main(["train", "--output-dir", str(tmp_path / "r"), "--set", "trainer.lr=[1,"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "override --set trainer.lr=[1,: the value '[1,' is not valid YAML" in err
+    assert not (tmp_path / "r").exists()
