@@ -556,3 +556,51 @@ def test_set_with_invalid_yaml_value(tmp_path, capsys):
     assert rc == 1, err
     assert "override --set trainer.lr=[1,: the value '[1,' is not valid YAML" in err
     assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- data stats / validate
+def _mnre_line(name="Obama", relation="/per/loc/place_of_residence") -> str:
+    return repr({"token": ["Obama", "in", "Paris"], "h": {"name": name, "pos": [0, 1]},
+                 "t": {"name": "Paris", "pos": [2, 3]}, "img_id": "x.jpg",
+                 "relation": relation}) + "\n"
+
+
+def _mnre_folder(tmp_path):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "train.txt").write_text(_mnre_line() + "\n" + _mnre_line("Obama Barack") +
+                                 _mnre_line(), encoding="utf-8")
+    (d / "valid.txt").write_text(_mnre_line(), encoding="utf-8")
+    (d / "test.txt").write_text(_mnre_line(relation="None"), encoding="utf-8")
+    return d
+
+
+def test_data_stats_names_the_file_and_line_of_a_name_mismatch(tmp_path, capsys):
+    d = _mnre_folder(tmp_path)
+    assert mmie.cli.main(["data", "stats", str(d)]) == 0  # a counted warning, not an error
+    out = capsys.readouterr().out
+    assert (f"train: name mismatch 1 (warning: an entity name differs from its token span; "
+            f"the span is used) at {d / 'train.txt'} line 3") in out
+    assert mmie.cli.main(["data", "stats", str(d), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)["splits"]
+    assert st["train"]["name_mismatch"] == 1 and st["train"]["name_mismatch_lines"] == [3]
+    assert "name_mismatch" not in st["valid"]
+
+
+def test_data_validate_a_folder_of_split_files(tmp_path, capsys):
+    d = _mnre_folder(tmp_path)
+    assert mmie.cli.main(["data", "validate", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "unknown data set" not in out
+    assert f"[ok] {d / 'train.txt'}: readable as mnre (posts 3, instances 3, relations 3)" in out
+    assert f"name mismatch 1" in out and "line 3" in out
+    (d / "test.txt").write_text(_mnre_line() + "{'token': ['a'], 'h': 5, 't': 1}\n",
+                                encoding="utf-8")
+    assert mmie.cli.main(["data", "validate", str(d), "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    bad = [r for r in rep["files"] if not r["ok"]]
+    assert len(bad) == 1 and f"{d / 'test.txt'}, line 2, field 'h'" in bad[0]["checks"][0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert mmie.cli.main(["data", "validate", str(empty)]) == 1
+    assert "no train/valid/test files found" in capsys.readouterr().out
