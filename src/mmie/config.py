@@ -303,7 +303,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.path=value")
     key, raw = text.split("=", 1)
-    return key.strip(), _yaml_load(raw) if raw.strip() else None
+    try:
+        return key.strip(), _yaml_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        why = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"override --set {text}: the value {raw!r} is not valid YAML ({why}); "
+                          "quote it, e.g. --set 'key=\"[1,\"'") from None
 
 
 def nest(key: str, value: Any) -> dict[str, Any]:
