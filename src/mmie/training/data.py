@@ -79,13 +79,26 @@ def image_dir_for(cfg: RunConfig, split: str) -> Path | None:
 
 @dataclass
 class ImageFeatures:
-    """Per-example rows into stacked features; row -1 = no image for that example."""
+    """Per-example rows into stacked features.
+
+    ``blank_row``: the row of the grey picture that stands in for a missing or broken image
+    (``data.image_policy=blank``, or an example without an image reference), ``None`` when
+    no example needed it. Examples on that row are *absent* (``image_present`` False): they
+    take part in no image term, not merely masked in attention.
+    """
 
     glob: torch.Tensor
     regions: torch.Tensor | None
     rows: dict[str, list[int]] = field(default_factory=dict)
+    blank_row: int | None = None
     #: data.regions=objects/both: crop features [N, K, D], boxes [N, K, 4], mask [N, K]
     objects: dict[str, torch.Tensor] | None = None
+
+    def present(self, rows: torch.Tensor) -> torch.Tensor:
+        """``image_present`` ``[B]`` for feature rows ``[B]``: False on the blank row."""
+        if self.blank_row is None:
+            return torch.ones(rows.shape, dtype=torch.bool)
+        return rows != self.blank_row
 
 
 from mmie.encoders.vision import pool_regions  # noqa: E402  (re-exported)
@@ -141,7 +154,8 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
     objects = training_object_features(cfg, vision, keys, default_cache_dir(cfg), report)
     if cfg.data.regions == "objects":
         regions = None
-    return ImageFeatures(glob.float(), regions, rows, objects), kept
+    return ImageFeatures(glob.float(), regions, rows, objects=objects,
+                         blank_row=key_row.get("blank")), kept
 
 
 class ExampleDataset(Dataset):
@@ -180,7 +194,7 @@ class Collator:
                 batch["image_regions"] = self.features.regions[rows]
             for k, v in (self.features.objects or {}).items():
                 batch[k] = v[rows]
-            batch["image_present"] = torch.ones(len(items), dtype=torch.bool)
+            batch["image_present"] = self.features.present(rows)
         return batch
 
 
