@@ -353,3 +353,22 @@ def test_objects_run_trains_from_a_boxes_file_and_predicts_with_the_detector(tmp
     feats = ner.image_inputs([img])
     assert feats["image_object_mask"].tolist() == [[True, True, True]]
     assert feats["image_regions"].shape[1] == 9
+
+
+def test_boxes_file_falls_back_to_the_image_key_when_pixels_differ(tmp_path):
+    """The same picture decoded elsewhere (another libjpeg / Pillow) has another pixel hash:
+    the image key and the recorded size still find its boxes; another size does not."""
+    cfg, _, vision = _tiny(**{"data.regions": "objects"})
+    key, pic = _pictures()[0]
+    dets = FakeDetector().detect(pic)
+    settings = RegionSource(cfg.data, detector=object()).settings
+    path = write_boxes_file(tmp_path / "b.jsonl", settings, "x",
+                            [("0" * 64, key, dets, pic.size)])
+    src = RegionSource(cfg.data, boxes_file=path)
+    _, boxes, mask = object_features(vision, [(key, pic)], src, 4)
+    assert src.matched_by_name == 1 and mask.sum() == 3
+    assert torch.allclose(boxes[0, 0], torch.tensor(dets[0].box))
+    path = write_boxes_file(tmp_path / "b.jsonl", settings, "x",
+                            [("0" * 64, key, dets, (pic.size[0] + 1, pic.size[1]))])
+    with pytest.raises(DataError, match="not in the boxes file"):
+        object_features(vision, [(key, pic)], RegionSource(cfg.data, boxes_file=path), 4)

@@ -91,26 +91,32 @@ def crop_digest(image_digest: str, pixel_box: Sequence[int]) -> str:
 
 # ---- boxes files ------------------------------------------------------------------------------
 def write_boxes_file(path: str | Path, settings: dict[str, Any], identity: str,
-                     rows: Sequence[tuple[str, str, Sequence]]) -> Path:
+                     rows: Sequence[tuple]) -> Path:
     """JSON lines: a header ``{"format", "detector_identity", "settings"}``, then one line
-    per picture ``{"sha256", "image", "boxes": [[label, score, x0, y0, x1, y1], ...]}``
-    (``rows``: ``(sha256, image key, detections)``). Written atomically."""
+    per picture ``{"sha256", "image", "size", "boxes": [[label, score, x0, y0, x1, y1], ...]}``
+    (``rows``: ``(sha256, image key, detections)`` or ``(sha256, image key, detections,
+    (W, H))``). Written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(json.dumps({"format": BOXES_FORMAT, "detector_identity": identity,
                             "settings": settings}, sort_keys=True) + "\n")
-        for digest, key, dets in rows:
-            f.write(json.dumps({"sha256": digest, "image": key,
-                                "boxes": [d.to_list() for d in dets]}) + "\n")
+        for row in rows:
+            digest, key, dets = row[:3]
+            line = {"sha256": digest, "image": key, "boxes": [d.to_list() for d in dets]}
+            if len(row) > 3 and row[3] is not None:
+                line["size"] = list(row[3])
+            f.write(json.dumps(line) + "\n")
     os.replace(tmp, path)
     return path
 
 
-def read_boxes_file(path: str | Path) -> tuple[dict[str, Any], dict[str, list]]:
+def read_boxes_file(path: str | Path, by_name: dict | None = None
+                    ) -> tuple[dict[str, Any], dict[str, list]]:
     """``(header, {sha256: [Detection]})`` of a file written by :func:`write_boxes_file`;
-    a malformed line raises :class:`DataError` naming the file and line."""
+    a malformed line raises :class:`DataError` naming the file and line. ``by_name``, when
+    given, is filled with ``{image key: ((W, H), [Detection])}`` for lines with a size."""
     from mmie.encoders.detector import Detection
 
     path = Path(path)
@@ -140,6 +146,8 @@ def read_boxes_file(path: str | Path) -> tuple[dict[str, Any], dict[str, list]]:
                 boxes[obj["sha256"]] = [Detection.from_list(b) for b in obj["boxes"]]
             except ValueError as e:
                 raise DataError(str(e), path=path, line=n, field="boxes") from None
+            if by_name is not None and isinstance(obj.get("image"), str) and obj.get("size"):
+                by_name[obj["image"]] = (tuple(obj["size"]), boxes[obj["sha256"]])
     if header is None:
         raise DataError("empty boxes file (no header)", path=path)
     return header, boxes
@@ -162,7 +170,12 @@ def detector_from_config(data_cfg):
 
 class RegionSource:
     """Object boxes per picture: from ``boxes_file`` when given (no detector needed), else
-    from the configured detector, cached under ``cache_dir/detections/<identity>/``."""
+    from the configured detector, cached under ``cache_dir/detections/<identity>/``.
+
+    A picture is found in the boxes file by its content hash; failing that (the same JPEG
+    decoded by another libjpeg, a synthetic picture drawn by another Pillow) by its image key
+    (``split/file``) if the picture has the recorded size. Those are counted in
+    :attr:`matched_by_name`."""
 
     def __init__(self, data_cfg, cache_dir: str | Path | None = None,
                  boxes_file: str | Path | None = None, detector=None):
@@ -173,8 +186,10 @@ class RegionSource:
         self._file: dict[str, list] | None = None
         self.detected = 0
         self.from_cache = 0
+        self.matched_by_name = 0
+        self._by_name: dict = {}
         if self.boxes_file is not None:
-            header, self._file = read_boxes_file(self.boxes_file)
+            header, self._file = read_boxes_file(self.boxes_file, self._by_name)
             made = header.get("settings") or {}
             diff = {k: (made.get(k), v) for k, v in self.settings.items() if made.get(k) != v}
             if diff:
@@ -196,6 +211,9 @@ class RegionSource:
             if digest in self._file:
                 return self._file[digest]
             img = image()
+            if key in self._by_name and tuple(self._by_name[key][0]) == tuple(img.size):
+                self.matched_by_name += 1
+                return self._by_name[key][1]
             if _uniform(img):
                 return []
             raise DataError(f"picture {key!r} (sha256 {digest[:12]}...) is not in the boxes "
@@ -426,5 +444,6 @@ def training_object_features(cfg, vision, items: Sequence[tuple[str, Any]],
                              "pictures": int(len(per)),
                              "without_objects": int((per == 0).sum()),
                              "mean_objects": round(float(per.float().mean()), 3) if len(per) else 0.0,
-                             "detected": source.detected, "detections_cached": source.from_cache}
+                             "detected": source.detected, "detections_cached": source.from_cache,
+                             "boxes_matched_by_name": source.matched_by_name}
     return {"image_objects": objs, "image_object_boxes": boxes, "image_object_mask": mask}

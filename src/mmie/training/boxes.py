@@ -65,7 +65,7 @@ def dataset_boxes(cfg: RunConfig, out: str | Path, *, detector=None,
             found = det.detect(img)
             spent += time.perf_counter() - t0
             seen[digest] = len(rows)
-            rows.append((digest, f"{split}/{ex.image}", found))
+            rows.append((digest, f"{split}/{ex.image}", found, img.size))
     if bar is not None:
         bar.close()
     settings = detector_settings(cfg.data)
