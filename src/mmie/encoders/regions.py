@@ -60,8 +60,9 @@ def boxes_for_regions(n: int, device=None) -> torch.Tensor:
     """The grid boxes of ``n`` row-major regions (``n`` must be a square)."""
     side = int(round(math.sqrt(n)))
     if side * side != n:
-        raise ValueError(f"{n} image regions do not form a square grid; pass their boxes "
-                         "(image_object_boxes) explicitly")
+        raise ValueError(f"{n} image regions do not form a square grid, so their boxes are "
+                         "unknown (a non-square model.image_size?); use a square input or "
+                         "set model.box_embedding=false")
     return grid_boxes(side, device=device)
 
 
