@@ -353,6 +353,15 @@ def test_objects_run_trains_from_a_boxes_file_and_predicts_with_the_detector(tmp
     feats = ner.image_inputs([img])
     assert feats["image_object_mask"].tolist() == [[True, True, True]]
     assert feats["image_regions"].shape[1] == 9
+    # evaluation reads the boxes file; without it (another machine) the detector stands in
+    from mmie.inference.evaluate import evaluate
+
+    with_file = evaluate(model_dir, progress=False)
+    calls = fake.calls
+    (tmp_path / "boxes.jsonl").unlink()
+    with pytest.warns(UserWarning, match="boxes file .* is not here"):
+        without = evaluate(model_dir, progress=False)
+    assert fake.calls > calls and without["f1"] == pytest.approx(with_file["f1"])
 
 
 def test_boxes_file_falls_back_to_the_image_key_when_pixels_differ(tmp_path):
