@@ -151,11 +151,10 @@ class MGVMoEModel(nn.Module):
         s, _, _ = self.scores(batch)
         prob = s.float().softmax(-1)
         cands = batch["candidates"]
+        best = prob.argmax(-1).tolist()  # one transfer each, not one per element
         out = []
-        for row in prob:
-            j = int(row.argmax())
-            out.append({"label": cands[j], "score": float(row[j]),
-                        "scores": {c: float(p) for c, p in zip(cands, row)}})
+        for j, row in zip(best, prob.tolist()):
+            out.append({"label": cands[j], "score": row[j], "scores": dict(zip(cands, row))})
         return out
 
 
