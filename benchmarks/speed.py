@@ -436,14 +436,15 @@ def inference_items(su: Setup, n: int, split: str = "test") -> list[dict[str, An
 
 
 def bench_api(bench: Bench, name: str, pred, items: list[dict[str, Any]],
-              batch_sizes: list[int], precision: str) -> list[dict[str, Any]]:
+              batch_sizes: list[int], precision: str,
+              latency_steps: int | None = None) -> list[dict[str, Any]]:
     """``predict`` per post (its latency is the step time) and ``predict_batch`` per chunk of
     ``batch_size`` posts (each call decodes and encodes its pictures)."""
     one = forever(items)
     common = dict(section="inference", model=name, precision=precision)
     with autocast(bench.device, precision):
         rows = [bench.measure(f"api/{name}/b1/{precision}", lambda: pred.predict(**next(one)), 1,
-                              what="predict", batch_size=1, **common)]
+                              steps=latency_steps, what="predict", batch_size=1, **common)]
         for bs in batch_sizes:
             chunks = forever([items[k:k + bs] for k in range(0, len(items) - bs + 1, bs)]
                              or [(items * bs)[:bs]])
@@ -659,7 +660,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-warmup", type=int, default=60, help="most warm-up steps")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per row (>= 30)")
     ap.add_argument("--latency-posts", type=int, default=None,
-                    help="timed posts of the per-post API row (default --steps)")
+                    help="timed posts of the per-post API row (default: --steps)")
     ap.add_argument("--batch-posts", type=int, default=64,
                     help="posts for the API's predict_batch rows (the pool they cycle over)")
     ap.add_argument("--api-batch", type=int, nargs="*", default=None,
@@ -680,6 +681,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--models", nargs="+", default=["text", "mmib", "mg_vmoe"],
                     choices=["text", "mmib", "mg_vmoe"])
     ap.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    ap.add_argument("--api-models", nargs="+", default=None, choices=["text", "mmib", "mg_vmoe"],
+                    help="models of the inference (Python API) rows (default --models; "
+                         "MG-VMoE's API encodes every candidate label per call: slow)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="N > 1: run the benchmark N times, each in a fresh process, writing "
                          "<output>_run<i>.json and <output>_compare.json (runs 1 and N)")
@@ -761,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
                    "cache_images": args.cache_images, "pipeline_posts": args.pipeline_posts,
                    "precision": args.precision, "execution": "eager", "sweep": args.sweep,
                    "models": args.models, "sections": sorted(sections),
+                   "api_models": args.api_models or args.models,
                    "workers": args.workers, "text_encoder": "minilm",
                    "vision_encoder": "efficientnet_lite0",
                    "timer": "time.perf_counter between torch.cuda.synchronize() calls"
@@ -807,12 +812,12 @@ def main(argv: list[str] | None = None) -> int:
     if "inference" in sections:
         import mmie
 
-        for name in args.models:
+        for name in [m for m in (args.api_models or args.models) if m in model_dirs]:
             print(f"[speed] inference (Python API): {name}", flush=True)
             items = inference_items(setups[name], n_items)
             pred = mmie.load(model_dirs[name], device=device)
             for prec in args.precision:
-                bench_api(bench, name, pred, items, api_batch, prec)
+                bench_api(bench, name, pred, items, api_batch, prec, args.latency_posts)
             del pred
 
     if "cache" in sections and "mmib" in setups:
