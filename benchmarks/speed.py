@@ -306,15 +306,11 @@ def picture_batches(su: Setup, mode: str, batch_size: int) -> Iterator[Callable[
 
 # ---- 1. training throughput ----------------------------------------------------------------------
 def make_optimizer(model: torch.nn.Module, cfg, device: torch.device, precision: str):
-    from mmie.training.module import adamw
+    """The training loop's optimizer: its parameter groups, fused AdamW on CUDA."""
+    from mmie.training.module import adamw, param_groups
 
-    text_ids = {id(p) for p in model.text.parameters()}
-    text_p = [p for p in model.parameters() if p.requires_grad and id(p) in text_ids]
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
-    wd = cfg.trainer.weight_decay
-    return adamw([{"params": text_p, "lr": cfg.trainer.lr, "weight_decay": wd},
-                  {"params": rest, "lr": cfg.trainer.head_lr, "weight_decay": wd}],
-                 device, "bf16-mixed" if precision == "bf16" else "32-true")
+    return adamw(param_groups(model, cfg.trainer), device,
+                 "bf16-mixed" if precision == "bf16" else "32-true")
 
 
 def bench_training(bench: Bench, su: Setup, mode: str, batch_size: int, precision: str,

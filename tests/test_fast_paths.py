@@ -169,12 +169,15 @@ def test_typing_predict_equals_per_element_reference():
         [(i, ex, -1) for i, ex in enumerate(exs)])
     got = model.predict(batch)
     s, _, _ = model.scores(batch)
-    prob = s.float().softmax(-1)
+    raw = s.float()
+    prob = raw.softmax(-1)
     cands = batch["candidates"]
-    for row, o in zip(prob, got):
+    assert "score_offset" not in batch
+    for row, r, o in zip(prob, raw, got):
         j = int(row.argmax())
         assert o == {"label": cands[j], "score": float(row[j]),
-                     "scores": {c: float(p) for c, p in zip(cands, row)}}
+                     "scores": {c: float(p) for c, p in zip(cands, row)},
+                     "logits": {c: float(v) for c, v in zip(cands, r)}}
 
 
 # ---- optimizer and defaults ----------------------------------------------------------------------
