@@ -10,7 +10,8 @@ posts (tokenisation, no token cache) + copy to the device + ``model.predict`` (e
 decoding, marginals) + ``task.decode`` (output formatting), on cached picture features for
 image models; the same warm-up / timing rule as ``benchmarks/speed.py`` (until three
 consecutive steps agree within 10 %, then 30 timed steps, median and p10 / p90). With
-``--profile`` a cProfile of 5 steps at the largest batch is printed (top 15 by own time).
+``--profile``, 5 more steps at the last batch size under cProfile (top 15 by own time) and
+under torch.profiler (top 15 operators by self time) are printed.
 """
 
 from __future__ import annotations
@@ -112,6 +113,14 @@ def main(argv=None) -> int:
             step()
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as tprof:
+            for _ in range(5):
+                step()
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(tprof.key_averages().table(sort_by=key, row_limit=15))
     if a.output:
         Path(a.output).parent.mkdir(parents=True, exist_ok=True)
         Path(a.output).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

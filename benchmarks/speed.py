@@ -647,7 +647,9 @@ def print_table(res: dict[str, Any]) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--output", default=str(ROOT / "results" / "speed" / "speed_cpu.json"))
+    ap.add_argument("--output", default=None,
+                    help="result JSON (default results/speed/speed_<device>.json; with "
+                         "--compare: where to write the comparison, else only printed)")
     ap.add_argument("--synthetic-size", type=int, default=600,
                     help="training posts of the synthetic set (the pool the steps cycle over)")
     ap.add_argument("--batch-size", type=int, default=16, help="batch of the train section")
@@ -728,12 +730,14 @@ def main(argv: list[str] | None = None) -> int:
         c = compare(a, b)
         c["files"] = list(args.compare)
         print_comparison(c)
-        out = Path(args.output)
-        if out.name != "speed_cpu.json":  # an explicit --output gets the comparison
+        if args.output:
+            out = Path(args.output)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(c, indent=2) + "\n", encoding="utf-8")
             print(f"wrote {out}")
         return 0 if c["all_agree"] else 1
+    if args.output is None:
+        args.output = str(ROOT / "results" / "speed" / f"speed_{args.device}.json")
     if args.repeat > 1:
         return repeat_runs(args, argv)
 
