@@ -181,15 +181,14 @@ class MMIEModel(nn.Module):
         if self.task_name == "ner":
             em = self._word_emissions(hidden, batch)
             mask = batch["word_mask"].bool()
-            paths = self.crf.decode(em, mask)
+            paths, lengths = self.crf.decode_tensor(em, mask)
             marg = self.crf.token_marginals(em, mask)
-            out = []
-            for i, path in enumerate(paths):
-                sc = [float(marg[i, j, t]) for j, t in enumerate(path)]
-                out.append({"tags": list(path), "scores": sc})
-            return out
+            # the marginal of each decoded tag, gathered on the device; one transfer per field
+            scores = marg.gather(2, paths.unsqueeze(2)).squeeze(2)
+            return [{"tags": p[:n], "scores": s[:n]} for p, s, n in
+                    zip(paths.tolist(), scores.tolist(), lengths.tolist())]
         logits = self.head(hidden, batch["head_pos"], batch["tail_pos"])
         prob = logits.float().softmax(-1)
         score, label = prob.max(-1)
-        return [{"label": int(l), "score": float(s), "probs": p.tolist()}
-                for l, s, p in zip(label, score, prob)]
+        return [{"label": l, "score": s, "probs": p}
+                for l, s, p in zip(label.tolist(), score.tolist(), prob.tolist())]

@@ -169,12 +169,11 @@ class MGVMoEModel(nn.Module):
             s = s - batch["score_offset"].to(s)
         prob = s.softmax(-1)
         cands = batch["candidates"]
+        best = prob.argmax(-1).tolist()  # one transfer each, not one per element
         out = []
-        for row, r in zip(prob, raw):
-            j = int(row.argmax())
-            out.append({"label": cands[j], "score": float(row[j]),
-                        "scores": {c: float(p) for c, p in zip(cands, row)},
-                        "logits": {c: float(v) for c, v in zip(cands, r)}})
+        for j, row, r in zip(best, prob.tolist(), raw.tolist()):
+            out.append({"label": cands[j], "score": row[j], "scores": dict(zip(cands, row)),
+                        "logits": dict(zip(cands, r))})
         return out
 
 
