@@ -395,3 +395,8 @@ def test_cli_builds_and_stats_read_it(tmp_path, capsys) -> None:
     assert "train" in json.dumps(st)
     assert main(["data", "photos", str(tmp_path / "x"), "--pool", str(tmp_path / "nope")]) == 2
     assert "pool.json is missing" in capsys.readouterr().err
+
+
+def test_missing_build_says_how_to_make_it(tmp_path) -> None:
+    with pytest.raises(DataError, match="mmie data photos"):
+        catalog.load_split("photos_ner", "train", data_dir=tmp_path)
