@@ -13,8 +13,8 @@ NER post kinds (weights :data:`~mmie.data.photos.text.NER_KIND_WEIGHTS`):
   picture of another coarse type (``text_decides``, ``noisy_picture``);
 * ``n2`` two neutral mentions and a collage: left half for the first mention in the text,
   right half for the second (``picture_decides``, ``two_mentions``, ``collage``);
-* ``cn`` a cued and a neutral mention; the cued mention's half is unrelated (all tags but
-  none missing: ``picture_decides``, ``text_decides``, ``noisy_picture``, ``two_mentions``,
+* ``cn`` a cued and a neutral mention; the cued mention's half is unrelated (all five
+  tags: ``picture_decides``, ``text_decides``, ``noisy_picture``, ``two_mentions``,
   ``collage``).
 
 RE: ``neutral`` posts show head and tail in a collage (head / tail halves in text order) and
