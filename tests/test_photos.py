@@ -71,8 +71,7 @@ def test_tiny_build_reads_back_through_the_catalog(tiny) -> None:
             # subsets file: one line per post, same order, known tags
             rows = [json.loads(x) for x in
                     (out / name / f"{split}.subsets.jsonl").read_text("utf-8").splitlines()]
-            ids = [Path(ex.image).stem for ex in res.examples]
-            assert [r["id"] for r in rows] == ids
+            assert [r["id"] for r in rows] == [ex.id for ex in res.examples]
             assert all(set(r["subsets"]) <= set(P.TAGS) and r["subsets"] for r in rows)
     assert s["typing_types"] == 12
     assert (out / "photos_typing" / "types.json").is_file()
@@ -113,7 +112,7 @@ def test_re_pictures_decide_neutral_relations_and_mislead_cued_ones(tiny) -> Non
                 (out / "photos_re" / f"{split}.subsets.jsonl").read_text().splitlines()]
         exs = catalog.load_split("photos_re", split, data_dir=out).examples
         for ex, row in zip(exs, rows):
-            cats = pics[f"images/{row['id']}.jpg"]["categories"]
+            cats = pics[f"images/{ex.image}"]["categories"]
             h, t = ex.entities[0], ex.entities[1]
             left_is_head = h.start < t.start
             ch, ct = (cats if left_is_head else cats[::-1])

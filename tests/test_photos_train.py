@@ -52,3 +52,22 @@ def test_recipe_trains_on_a_tiny_build(recipe, photos, tmp_path) -> None:
         types = json.loads((photos / "photos_typing" / "types.json").read_text())
         group3 = {t["name"] for t in types if t["group"] == 3}
         assert {p["gold"] for p in preds} == group3
+
+
+def test_claims_harness_reads_the_subsets_files(photos) -> None:
+    """benchmarks/claims.py matches every subsets line to the reader's example (same ids,
+    same order, one line per post) for all three tasks."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("claims", REPO / "benchmarks" / "claims.py")
+    claims = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules.setdefault("claims", claims)  # its dataclasses look their module up
+    spec.loader.exec_module(sys.modules["claims"])
+    claims = sys.modules["claims"]
+    for recipe, first in (("mmib_photos_ner", "pner_test_00000"), ("mmib_photos_re", "test-0"),
+                          ("mg_vmoe_photos_typing", "ptyp_test_00000")):
+        cfg = load_config(REPO / "configs" / f"{recipe}.yaml", [f"data.data_dir={photos}"])
+        subsets = claims.read_subsets(cfg, ["train", "test"])
+        assert len(subsets) == 48 + 16 and first in subsets

@@ -7,6 +7,7 @@ Writes::
     OUT/photos_typing/{train,valid,test}.jsonl       MFIGER-style JSON lines
     OUT/photos_typing/types.json                     the 12 types: name, description, group
     OUT/<task>/<split>.subsets.jsonl                 {"id", "subsets": [...]} per post, in order
+                                                     (id: the reader's example id)
     OUT/images/<post id>.jpg                         one picture per post (224 x 224)
     OUT/MANIFEST.json                                every picture's sources, licences, sha256
     OUT/summary.json                                 counts, shares, ceilings, pool, skipped
@@ -273,8 +274,12 @@ def build(out_dir: str | Path, *, size: str = "default", seed: int = 0,
                                                   "layout": "single" if len(ids) == 1 else
                                                   f"collage_{len(ids)}_left_to_right"}
             _write(tdir / f"{split}{ext[task]}", writers[task](posts))
+            # ids as the readers give them: IMGID (NER), the post id (typing), and for RE
+            # the MNRE reader's instance id "<file stem>-<index>"
+            ids_out = ([f"{split}-{k}" for k in range(len(posts))] if task == "re"
+                       else [p.id for p in posts])
             _write(tdir / f"{split}.subsets.jsonl",
-                   _jsonl([{"id": p.id, "subsets": p.tags} for p in posts]))
+                   _jsonl([{"id": i, "subsets": p.tags} for i, p in zip(ids_out, posts)]))
             counts[task][split] = stats[task](posts)
             ceilings[task][split] = ceil[task](posts)
     _write(out / TASK_DIRS["typing"] / "types.json",

@@ -67,7 +67,7 @@ def contact_sheet(out_dir: str | Path, png: str | Path, *, per_category: int = 6
         text = " ".join(words)
         lines, cur = [], ""
         for w in text.split():
-            if len(cur) + len(w) > 26:
+            if len(cur) + len(w) > 21:
                 lines.append(cur)
                 cur = w
             else:
