@@ -21,7 +21,7 @@ from mmie.data.photos import build as B
 from mmie.data.photos import posts as P
 from mmie.data.photos.ceiling import ner_ceiling, re_ceiling, typing_ceiling
 from mmie.data.photos.dhash import NEAR_DUPLICATE_BITS, dhash, hamming, pairwise_hamming
-from mmie.data.photos.pool import export_pool, load_pool, pool_from_items
+from mmie.data.photos.pool import load_pool, pool_from_items
 from mmie.data.photos.text import (CATEGORIES, NAMES, RELATIONS, TYPING_TYPES, relation_of)
 from mmie.errors import DataError
 
@@ -279,12 +279,13 @@ def test_re_and_typing_ceilings_by_hand() -> None:
     assert r["accuracy"] == 0.0
     assert r["f1"] == pytest.approx(0.5)  # TP 1, predicted 2, gold 2
     assert r["accuracy_in_split_majority"] == pytest.approx(0.5)
-    # typing: a name with types {LOC, PER}: P(type) ∝ 1 / (#names carrying its coarse type)
-    from mmie.data.photos.text import names_with
-
-    t = _post(["Kenya"], [M(0, 1, "person", "Kenya", None)])
-    best = "person" if len(names_with(["PER"])) < len(names_with(["LOC"])) else "flag"
-    assert typing_ceiling([t])["accuracy_all_types"] == (1.0 if best == "person" else 0.0)
+    # typing: the name says nothing about the type, so the rule is one fixed type: on one
+    # post of each of group 1's four types it scores 1/4 within the group and 1/4 overall
+    g1 = [t["name"] for t in TYPING_TYPES if t["group"] == 1]
+    posts = [_post(["Kenya"], [M(0, 1, f, "Kenya", None)]) for f in g1]
+    tc = typing_ceiling(posts)
+    assert tc["accuracy_within_group_1"] == 0.25 and tc["accuracy_all_types"] == 0.25
+    assert "accuracy_within_group_2" not in tc
 
 
 # --------------------------------------------------------------------------------------------

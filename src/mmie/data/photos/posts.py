@@ -20,7 +20,8 @@ NER post kinds (weights :data:`~mmie.data.photos.text.NER_KIND_WEIGHTS`):
 RE: ``neutral`` posts show head and tail in a collage (head / tail halves in text order) and
 the relation is :func:`~mmie.data.photos.text.relation_of` the two coarse types;
 ``cued`` posts' words force the relation and both halves show an unrelated pair (one whose
-relation differs). Typing: one neutral mention; the picture is of the mention's fine type.
+relation differs). Typing: one neutral mention, its name drawn independently of the type;
+the picture is of the mention's fine type, so only the picture tells the type.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmie.data.photos.text import (CATEGORIES, COARSE, NAMES, NER_KIND_WEIGHTS, NER_TEMPLATES,
+from mmie.data.photos.text import (COARSE, NAMES, NER_KIND_WEIGHTS, NER_TEMPLATES,
                                    RE_KIND_WEIGHTS, RE_TEMPLATES, TYPING_TEMPLATES,
                                    TYPING_TYPES, cued_pair, names_with, relation_of)
 from mmie.data.tokenize import split_words
@@ -202,7 +203,7 @@ def gen_typing(seed: int, split_index: int, split: str, n: int) -> list[Post]:
     posts = []
     for i in range(n):
         fine = types.draw()
-        name = _pick(g, names_with([CATEGORIES[fine]]))
+        name = _pick(g, _NAME_LIST)  # independent of the type: the words say nothing
         tokens, [(s, e)] = _fill(TYPING_TEMPLATES[tbag.draw()], [name])
         posts.append(Post(f"ptyp_{split}_{i:05d}", "typing", tokens,
                           [Mention(s, e, fine, name, None)], ["picture_decides"],
