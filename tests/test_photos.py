@@ -400,3 +400,27 @@ def test_cli_builds_and_stats_read_it(tmp_path, capsys) -> None:
 def test_missing_build_says_how_to_make_it(tmp_path) -> None:
     with pytest.raises(DataError, match="mmie data photos"):
         catalog.load_split("photos_ner", "train", data_dir=tmp_path)
+
+
+def test_stable_draws_are_built_from_the_raw_pcg64_words() -> None:
+    """Draws depend only on PCG64's raw words (stable across NumPy versions by NumPy's
+    policy), not on Generator methods."""
+    from mmie.data.photos.rand import stable_rng
+
+    words = np.random.PCG64(np.random.SeedSequence([7, 1, 2, 0])).random_raw(50)
+    r = stable_rng(7, 1, 2, 0)
+    assert [r.integers(10) for _ in range(20)] == [int(w) % 10 for w in words[:20]]
+    assert r.random() == (int(words[20]) >> 11) / 2 ** 53
+    assert r.uniform(2.0, 4.0) == 2.0 + 2.0 * ((int(words[21]) >> 11) / 2 ** 53)
+    assert r.integers(5, 8) == 5 + int(words[22]) % 3
+    # Fisher-Yates: the first swap partner of permutation(4) is word % 4
+    p = stable_rng(0).permutation(4)
+    w = np.random.PCG64(np.random.SeedSequence([0])).random_raw(3)
+    ref = [0, 1, 2, 3]
+    for i, x in zip((3, 2, 1), w):
+        j = int(x) % (i + 1)
+        ref[i], ref[j] = ref[j], ref[i]
+    assert p == ref
+    big = stable_rng(1)
+    counts = Counter(big.integers(3) for _ in range(30000))
+    assert all(abs(c - 10000) < 400 for c in counts.values())

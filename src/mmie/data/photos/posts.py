@@ -30,8 +30,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
 
+from mmie.data.photos.rand import StableRng, stable_rng
 from mmie.data.photos.text import (COARSE, NAMES, NER_KIND_WEIGHTS, NER_TEMPLATES,
                                    RE_KIND_WEIGHTS, RE_TEMPLATES, TYPING_TEMPLATES,
                                    TYPING_TYPES, cued_pair, names_with, relation_of)
@@ -43,9 +43,10 @@ TAGS = ("picture_decides", "text_decides", "noisy_picture", "two_mentions", "col
 _NAME_LIST = list(NAMES)
 
 
-def rng(seed: int, task: int, split: int, stream: int) -> np.random.Generator:
-    """Stream 0: words and labels; 1: pictures; 2: which type a noisy panel shows."""
-    return np.random.default_rng(np.random.SeedSequence([seed, task, split, stream]))
+def rng(seed: int, task: int, split: int, stream: int) -> StableRng:
+    """Stream 0: words and labels; 1: pictures; 2: which type a noisy panel shows (draws
+    that are the same with every NumPy version, :mod:`mmie.data.photos.rand`)."""
+    return stable_rng(seed, task, split, stream)
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Post:
 class _Bag:
     """Draws items in shuffled rounds, so every item comes up equally often."""
 
-    def __init__(self, items: Sequence[Any], g: np.random.Generator):
+    def __init__(self, items: Sequence[Any], g: StableRng):
         self.items, self.g, self.queue = list(items), g, []
 
     def draw(self) -> Any:
@@ -115,12 +116,12 @@ def _fill(template: str, names: Sequence[str]) -> tuple[list[str], list[tuple[in
     return [w for w, _, _ in words], out
 
 
-def _pick(g: np.random.Generator, pool: Sequence[str], avoid: Sequence[str] = ()) -> str:
+def _pick(g: StableRng, pool: Sequence[str], avoid: Sequence[str] = ()) -> str:
     cands = [n for n in pool if n not in avoid]
     return cands[int(g.integers(len(cands)))]
 
 
-def _uniform(g: np.random.Generator, items: Sequence[str]) -> str:
+def _uniform(g: StableRng, items: Sequence[str]) -> str:
     return items[int(g.integers(len(items)))]
 
 
