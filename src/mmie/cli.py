@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("output_dir")
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--n-train", type=int, default=600)
+    from mmie.data.photos import add_arguments as _photos_args
+
+    _photos_args(dsub.add_parser("photos", help="build the real-photo benchmark (photos_ner, "
+                                 "photos_re, photos_typing)", formatter_class=fmt,
+                                 description="Example:\n  mmie data photos data/photos "
+                                 "--size small   (docs/data.md)"))
     bx = dsub.add_parser("boxes", help="run the object/face detector over a data set's "
                          "pictures and write a boxes file (data.boxes_file)",
                          description="Example:\n  mmie data boxes ../shared/data --data "
@@ -236,6 +242,10 @@ def cmd_data(a: argparse.Namespace) -> int:
         n = a.n_train
         _print_json(generate(a.output_dir, seed=a.seed, n_train=n, n_valid=max(1, n // 4),
                              n_test=max(1, n // 4)))
+    elif a.data_command == "photos":
+        from mmie.data.photos.build import run_cli
+
+        return run_cli(a)
     elif a.data_command == "boxes":
         from mmie.config import load_config
         from mmie.training.boxes import dataset_boxes
@@ -247,7 +257,7 @@ def cmd_data(a: argparse.Namespace) -> int:
             over.append(f"data.image_dir={a.image_dir}")
         _print_json(dataset_boxes(load_config(None, over + list(a.overrides)), a.out))
     else:
-        print("usage: mmie data {stats,validate,download,synthetic,boxes} ...",
+        print("usage: mmie data {stats,validate,download,synthetic,photos,boxes} ...",
               file=sys.stderr)
         return 2
     return 0

@@ -215,6 +215,10 @@ def _default_resource(cfg, kind: str) -> str:
         from mmie.data.paths import synthetic_dir
 
         return str(synthetic_dir(cfg.data.synthetic_size, cfg.cache_dir) / ("typing/types.json" if kind == "typing" else "re/relations.json"))
+    if kind == "typing" and cfg.data.name == "photos_typing":  # its own label file
+        from mmie.data import catalog
+
+        return str(catalog.data_dir(cfg.data.data_dir) / "photos_typing" / "types.json")
     return "mnre_relations" if kind == "re" else "wikidiverse_types"
 
 
