@@ -218,3 +218,27 @@ def test_mg_vmoe_predict_subtracts_the_offset():
         assert [c["scores"][k] for k in batch["candidates"]] == pytest.approx(p.tolist(), rel=1e-5)
     # the training batch never carries an offset
     assert "score_offset" not in task.collate(exs, text, 32, phase="train", with_labels=False)
+
+
+def test_calibrated_stacking_end_to_end(tmp_path):
+    """Tiny generalised leave-one-type-out run on the synthetic set: the constant is chosen on
+    the validation type, stored with the model, and the reloaded model reproduces the
+    calibrated test predictions."""
+    from test_training_e2e import _recompute, get_run, read_jsonl
+
+    out, summary, _ = get_run("mg_vmoe_loto_cal", "model.type=mg_vmoe", "model.task=typing",
+                              "data.held_out_type=beacon", "data.validation_type=anchor",
+                              "model.calibrated_stacking=true", "trainer.max_epochs=1")
+    dev = json.loads((out / "eval_dev.json").read_text())
+    gamma = dev["calibration"]["gamma"]
+    saved = json.loads((out / "model" / "config.json").read_text())["task"]
+    assert saved["calibration"] == gamma
+    assert saved["split"]["val"] == ["anchor"] and saved["split"]["unseen"] == ["beacon"]
+    assert json.loads((out / "eval_test.json").read_text())["calibration_gamma"] == gamma
+    # the harmonic mean on validation is the one the chosen constant reaches
+    assert dev["harmonic_mean"] == pytest.approx(dev["calibration"]["h"], abs=1e-9)
+    assert dev["calibration"]["h"] >= dev["calibration"]["h_at_0"]
+    res, recs = _recompute(out, tmp_path)
+    preds = read_jsonl(out / "predictions_test.jsonl")
+    assert [r["pred"] for r in recs] == [p["pred"] for p in preds]
+    assert {p["gold"] for p in preds} <= {"beacon"} | set(saved["split"]["seen"])
