@@ -248,9 +248,9 @@ def cmd_data(a: argparse.Namespace) -> int:
         if a.image_dir:
             over.append(f"data.image_dir={a.image_dir}")
         if a.threads:
-            import cv2
+            from mmie.encoders.detector import _cv2
 
-            cv2.setNumThreads(a.threads)
+            _cv2().setNumThreads(a.threads)
         _print_json(dataset_boxes(load_config(None, over + list(a.overrides)), a.out))
     else:
         print("usage: mmie data {stats,validate,download,synthetic,boxes} ...",
