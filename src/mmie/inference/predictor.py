@@ -11,6 +11,7 @@ imported here.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -18,7 +19,7 @@ import torch
 
 import mmie
 from mmie.data.schema import Example, Relation, Span
-from mmie.errors import DataError
+from mmie.errors import DataError, MMIEError
 
 MAX_WORDS = 512
 
@@ -102,13 +103,38 @@ class Predictor:
                 pils.append(load_image(im))
         return vision.preprocess(pils), present
 
+    def image_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
+        """The image part of a prediction batch for pictures (paths, bytes, PIL images or
+        ``None``): the one place new pictures are featurised (Python API, ``mmie predict``,
+        the pipeline and the service all come here). Regions follow the saved run's
+        ``data.regions``: the grid, and/or detected objects (the detector runs on the picture
+        here, as it ran on the training pictures)."""
+        from mmie.data.images import load_image
+        from mmie.encoders.regions import featurize_pictures
+
+        vision = getattr(self.model, "vision", None)
+        present = torch.tensor([im is not None for im in images], dtype=torch.bool)
+        if vision is None:
+            return {"image_present": present.to(self.device)}
+        pils = [load_image(im) if im is not None else None for im in images]
+        data = self.cfg.data
+        return featurize_pictures(vision, pils, region_grid=self.cfg.model.region_grid,
+                                  regions=data.regions, max_objects=data.max_objects,
+                                  source=self._region_source(), device=self.device)
+
+    def _region_source(self):
+        if self.cfg.data.regions == "grid":
+            return None
+        if getattr(self, "_regions", None) is None:
+            from mmie.encoders.regions import RegionSource
+
+            self._regions = RegionSource(self.cfg.data)  # the detector; no boxes file here
+        return self._regions
+
     def _batch(self, examples: list[Example], images: list[Any]) -> dict[str, torch.Tensor]:
         batch = self.task.collate(examples, self.model.text, self.cfg.data.max_length,
                                   with_labels=False)
-        pix, present = self._pixels(images)
-        if pix is not None:
-            batch["pixel_values"] = pix
-        batch["image_present"] = present
+        batch.update(self.image_inputs(images))
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
                 for k, v in batch.items()}
 
@@ -152,6 +178,13 @@ class Predictor:
                     raise DataError("each item needs 'text' (or 'tokens')", field="text")
                 words, offs = self._words(text)
             ex = Example(id=str(item.get("id", n)), tokens=words)
+            unused = [f for f in ("head", "tail") if item.get(f) is not None and
+                      (self.task.name == "ner" or (f == "tail" and self.task.name == "typing"))]
+            if unused:
+                what = "an NER" if self.task.name == "ner" else "an entity typing"
+                raise DataError(f"{' and '.join(unused)} offsets are not used by {what} model "
+                                "(it finds the mentions itself); leave them out",
+                                field=unused[0])
             if self.task.name != "ner":
                 if item.get("head") is None or (self.task.name == "re" and item.get("tail") is None):
                     need = "head" if self.task.name != "re" else "head and tail"
@@ -187,6 +220,36 @@ class Predictor:
         return results
 
 
+def check_model_dir(path: Path) -> None:
+    """Refuse a model folder that cannot load, before building anything: a missing folder,
+    ``config.json`` or ``model.safetensors``, a corrupt ``config.json`` or a truncated weights
+    file. The :class:`~mmie.errors.MMIEError` names the file and the fix."""
+    fix = "copy the model folder again, or re-create it with `mmie train`"
+    if not path.is_dir():
+        raise MMIEError(f"model directory not found: {path}")
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise MMIEError(f"{path} is not an mmie model directory (no config.json); pass the "
+                        "'model' folder inside a run directory")
+    try:
+        meta = json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MMIEError(f"{cfg}: corrupt config.json ({e}); {fix}") from None
+    if not isinstance(meta, dict) or not {"run", "task"} <= set(meta):
+        raise MMIEError(f"{cfg}: not an mmie model config (needs 'run' and 'task'); {fix}")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise MMIEError(f"{path}: model.safetensors is missing (the weights); {fix}")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # noqa: BLE001 - SafetensorError and the OS errors of a bad file
+        raise MMIEError(f"{weights}: unreadable weights file ({e}); it may be truncated: "
+                        f"{fix}") from None
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     """Load a model directory written by ``save_pretrained`` (the ``model`` folder of a run)."""
     from mmie.models.factory import load_pretrained
@@ -194,5 +257,14 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     path = Path(path)
     if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
         path = path / "model"
-    model, task, run_cfg, meta = load_pretrained(path, map_location=device)
+    check_model_dir(path)
+    try:
+        model, task, run_cfg, meta = load_pretrained(path, map_location=device)
+    except MMIEError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise MMIEError(f"{path}: cannot load the model ({type(e).__name__}: {first[:300]}); "
+                        "the folder may be incomplete or from another mmie version: copy it "
+                        "again, or re-create it with `mmie train`") from None
     return Predictor(model, task, run_cfg, meta, path=path, device=device)

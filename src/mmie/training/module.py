@@ -52,10 +52,51 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def adamw(params, device: torch.device | str, precision: str = "32-true") -> torch.optim.AdamW:
+    """AdamW; on CUDA the fused implementation (one kernel for the whole update instead of
+    a few per parameter tensor). Not with fp16 (``16-*``): its GradScaler would leave
+    unscaling to the fused step, after gradient clipping has seen the scaled gradients."""
+    fused = torch.device(device).type == "cuda" and not str(precision).startswith("16")
+    return torch.optim.AdamW(params, fused=True) if fused else torch.optim.AdamW(params)
+
+
 def _rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def lr_group(name: str, model: torch.nn.Module, crf_lr_emissions: bool = True) -> str:
+    """Which learning rate a parameter trains at: ``encoder`` (the text encoder), ``crf``
+    (the CRF and, with ``crf_lr_emissions``, the NER emission projection ``head.*`` feeding
+    it, as HVPNeT / MMIB's code trains both at the CRF rate) or ``other``."""
+    if name.startswith("text."):
+        return "encoder"
+    if name.startswith("crf."):
+        return "crf"
+    if crf_lr_emissions and name.startswith("head.") and hasattr(model, "crf"):
+        return "crf"
+    return "other"
+
+
+def param_groups(model: torch.nn.Module, tc) -> list[dict[str, Any]]:
+    """AdamW parameter groups: ``trainer.lr`` (encoder), ``trainer.crf_lr`` (CRF + emission
+    projection), ``trainer.head_lr`` (everything else); no weight decay on biases and norms."""
+    groups: dict[str, list] = {"encoder": [], "crf": [], "other": []}
+    no_decay: dict[str, list] = {"encoder": [], "crf": [], "other": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        g = lr_group(name, model, tc.crf_lr_emissions)
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else groups)[g].append(p)
+    lrs = {"encoder": tc.lr, "crf": tc.crf_lr, "other": tc.head_lr}
+    params = []
+    for g, lr in lrs.items():
+        if groups[g]:
+            params.append({"params": groups[g], "lr": lr, "weight_decay": tc.weight_decay})
+        if no_decay[g]:
+            params.append({"params": no_decay[g], "lr": lr, "weight_decay": 0.0})
+    return params
 
 
 class MMIELightningModule(L.LightningModule):
@@ -144,6 +185,13 @@ class MMIELightningModule(L.LightningModule):
         """This process's mean of every loss term over the epoch's training examples."""
         return {k: tot / max(n, 1) for k, (tot, n) in self._epoch_sums.items()}
 
+    def epoch_weighted(self) -> dict[str, float]:
+        """Each term's epoch mean times the weight it enters the loss with (``task`` weight
+        1): what each term contributes to ``loss``, so the balance of the terms is visible."""
+        weights = getattr(self.model, "term_weights", dict)()
+        return {k: (1.0 if k == "task" else weights.get(k, 1.0)) * v
+                for k, v in self.epoch_means().items() if k != "loss"}
+
     # ---- evaluation -----------------------------------------------------------------------
     def _eval_step(self, batch):
         preds = self.model.predict(batch)
@@ -184,25 +232,27 @@ class MMIELightningModule(L.LightningModule):
         self._finish("test", "test")
 
     # ---- optimisation ---------------------------------------------------------------------
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None):
+        """Clip a fused optimizer's gradients here: Lightning's mixed-precision plugin refuses
+        any fused optimizer (it could unscale fp16 gradients itself), although with bf16 or
+        fp32 there is no scaler and the gradients are the true ones (:func:`adamw` never
+        fuses under fp16). Same clipping as Lightning's (over the optimizer's parameters)."""
+        opt = getattr(optimizer, "optimizer", optimizer)
+        if gradient_clip_val and opt.defaults.get("fused"):
+            params = [p for g in opt.param_groups for p in g["params"]]
+            if str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm)) == "value":
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
         tc = self.cfg.trainer
-        groups: dict[str, list] = {"encoder": [], "crf": [], "other": []}
-        no_decay: dict[str, list] = {"encoder": [], "crf": [], "other": []}
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            g = "encoder" if name.startswith("text.") else "crf" if name.startswith("crf.") else "other"
-            (no_decay if p.ndim < 2 or "norm" in name.lower() else groups)[g].append(p)
-        lrs = {"encoder": tc.lr, "crf": tc.crf_lr, "other": tc.head_lr}
-        params = []
-        for g, lr in lrs.items():
-            if groups[g]:
-                params.append({"params": groups[g], "lr": lr, "weight_decay": tc.weight_decay})
-            if no_decay[g]:
-                params.append({"params": no_decay[g], "lr": lr, "weight_decay": 0.0})
-        opt = torch.optim.AdamW(params)
+        opt = adamw(param_groups(self.model, tc), self.device, self.trainer.precision)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = get_linear_schedule_with_warmup(opt, int(tc.warmup_ratio * total), total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
