@@ -23,7 +23,8 @@ Grid file (YAML; see benchmarks/claims_photos.yaml):
     common: [key=value, ...]           # --set overrides of every run
     runs:                              # one entry per table row
       - {name: mmib_photos_ner, config: configs/mmib_photos_ner.yaml, set: [...],
-         label: "MMIB", est_s: 120, folds: false}
+         label: "MMIB", est_s: 120, folds: false,
+         ceiling: text_only_ceiling.ner_f1.test}   # shown beside the mean (dotted path)
     comparisons:                       # every difference a sentence claims
       - {a: mmib_photos_ner, b: text_photos_ner, metric: f1, target: 25,
          subsets: [all, noisy_picture], claim: "MMIB >= text-only + 25 F1"}
@@ -148,7 +149,8 @@ def load_grid(path: str | Path, out: Path, cli_vars: Sequence[str] = ()) -> dict
     for i, r in enumerate(g["runs"]):
         if not isinstance(r, dict) or "name" not in r or "config" not in r:
             raise GridError(f"{path}: runs[{i}] needs 'name' and 'config'")
-        unknown = set(r) - {"name", "config", "set", "label", "est_s", "folds", "seeds"}
+        unknown = set(r) - {"name", "config", "set", "label", "est_s", "folds", "seeds",
+                            "ceiling"}
         if unknown:
             raise GridError(f"{path}: runs[{i}] ({r['name']}): unknown keys {sorted(unknown)}")
         if r["name"] in names:
@@ -689,6 +691,8 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
            table_command: str = "") -> str:
     """The markdown of the grid's section: setup, one table per task, the comparisons."""
     order = [r["name"] for r in grid["runs"]]
+    grid_runs = {r["name"]: r for r in grid["runs"]}
+    summary = _data_summary(sources)
     by: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: (order.index(r["recipe"]) if r["recipe"] in order
                                          else len(order), r["seed"])):
@@ -741,7 +745,10 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
                  "re": "RE (micro F1 without None; accuracy)",
                  "zs": "Zero-shot (accuracy on unseen labels; macro-F1)"}[kind]
         lines += [f"#### {title}", ""]
+        ceil_of = {n: grid_runs[n]["ceiling"] for n in names
+                   if n in grid_runs and grid_runs[n].get("ceiling")}
         cols = (["recipe", "model", "seeds"] + [f"test {METRIC_NAMES[m]}" for m in metrics]
+                + (["ceiling (Δ)"] if ceil_of else [])
                 + [f"dev {METRIC_NAMES[head]}"] + [f"{s} {METRIC_NAMES[head]} (n)" for s in subs]
                 + ["epochs (best)", "plateau", "s/run"])
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -757,6 +764,8 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
             lines.append("| " + " | ".join(
                 [n, rs[0]["model"], ",".join(str(r["seed"]) for r in rs)]
                 + [_ms([r["subsets"]["all"][m] for r in rs]) for m in metrics]
+                + ([_ceiling_cell(summary, ceil_of.get(n),
+                                  [r["subsets"]["all"][head] for r in rs])] if ceil_of else [])
                 + [_ms(dev)] + subcells
                 + [f"{rs[0]['max_epochs']} ({','.join(str(r.get('best_epoch')) for r in rs)})",
                    f"{plateau}/{len(rs)}",
@@ -798,12 +807,40 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
     return "\n".join(lines)
 
 
-def _ceilings(grid: dict[str, Any], sources: Sequence[str]) -> str:
-    """Every ``*ceiling*`` entry of the data summary kept with the rows, flattened."""
+def _ceiling_cell(summary: dict[str, Any] | None, path: str | None,
+                  vals: Sequence[float]) -> str:
+    """A declared ceiling of the data summary and the mean's distance to it, in points."""
+    if not path:
+        return ""
+    c = _lookup(summary, path) if summary is not None else None
+    if c is None:
+        return f"— (no {path})"
+    return f"{100 * c:.2f} (Δ {100 * (statistics.mean(vals) - c):+.2f})"
+
+
+def _data_summary(sources: Sequence[str]) -> dict[str, Any] | None:
+    """The data set's summary kept beside the first rows file that has one."""
     for s in sources:
         p = Path(s)
         p = p / "data_summary.json" if p.is_dir() else p.with_name("data_summary.json")
         if p.is_file():
+            return json.loads(p.read_text(encoding="utf-8"))
+    return None
+
+
+def _lookup(d: Any, dotted: str) -> float | None:
+    for k in dotted.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return float(d) if isinstance(d, (int, float)) and not isinstance(d, bool) else None
+
+
+def _ceilings(grid: dict[str, Any], sources: Sequence[str]) -> str:
+    """Every ``*ceiling*`` entry of the data summary kept with the rows, flattened."""
+    summary = _data_summary(sources)
+    if summary is not None:
+        if True:
             flat: list[str] = []
 
             def walk(d: Any, path: str, inside: bool) -> None:
@@ -814,7 +851,7 @@ def _ceilings(grid: dict[str, Any], sources: Sequence[str]) -> str:
                       and not set(path.split(".")) & {"train", "valid", "val", "dev"}):
                     flat.append(f"{path} {100 * d:.2f}" if d <= 1 else f"{path} {d}")
 
-            walk(json.loads(p.read_text(encoding="utf-8")), "", False)
+            walk(summary, "", False)
             return "; ".join(flat)
     return ""
 

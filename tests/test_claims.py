@@ -137,7 +137,8 @@ def test_tables_and_marked_section_regeneration(tmp_path):
     grid_file = tmp_path / "g.yaml"
     grid_file.write_text(
         "name: t\ntitle: T claims\nruns:\n  - {name: mmib_t, config: c.yaml}\n"
-        "  - {name: text_t, config: c.yaml}\ncomparisons:\n"
+        "  - {name: text_t, config: c.yaml, ceiling: text_only_ceiling.ner_f1.test}\n"
+        "comparisons:\n"
         "  - {claim: MMIB beats text, a: mmib_t, b: text_t, target: 0}\n")
     grid = claims.load_grid(grid_file, tmp_path)
     ids = ["p0", "p1", "p2"]
@@ -153,11 +154,15 @@ def test_tables_and_marked_section_regeneration(tmp_path):
     rows = [_row("mmib_t", 0, 4 / 7), _row("text_t", 0, 2 / 7), _row("mmib_t", 1, 2 / 3),
             _row("text_t", 1, 2 / 3)]
     _write_results(tmp_path / "res", rows, posts)
+    (tmp_path / "res" / "data_summary.json").write_text(json.dumps(
+        {"text_only_ceiling": {"ner_f1": {"train": 0.9, "test": 0.5}}}))
     rows2, posts2 = claims.load_results([tmp_path / "res"])
-    md = claims.tables(grid, rows2, posts2, n_resamples=200, sources=["res"])
+    md = claims.tables(grid, rows2, posts2, n_resamples=200, sources=[str(tmp_path / "res")])
     # mean ± sample std of (4/7, 2/3) and (2/7, 2/3), in points
     assert "| mmib_t | mmib | 0,1 | 61.90 ± 6.73 |" in md
-    assert "| text_t | text | 0,1 | 47.62 ± 26.94 |" in md
+    assert "| text_t | text | 0,1 | 47.62 ± 26.94 | 50.00 (Δ -2.38) |" in md
+    assert "| mmib_t | mmib | 0,1 | 61.90 ± 6.73 |  |" in md
+    assert "ceilings (data summary): text_only_ceiling.ner_f1.test 50.00\n" in md
     # observed Δ = ((4/7 - 2/7) + 0) / 2 = 1/7 = +14.29 points
     line = next(l for l in md.splitlines() if l.startswith("| MMIB beats text"))
     assert "| F1 | all | +14.29 |" in line and line.endswith("| 0,1 | 3 |")
