@@ -238,8 +238,9 @@ def _subsets_file(split_file: Path, split: str) -> Path | None:
 def read_subsets(cfg, splits: Iterable[str]) -> dict[str, list[str]] | None:
     """``{example id: [subset tags]}`` from the ``*.subsets.jsonl`` files beside the split
     files of ``splits``; None when there are none. Lines are matched to the reader's examples
-    in file order; their ``id`` must equal the reader's id where both are given, and the line
-    count must equal the number of posts."""
+    in file order; their ``id`` must equal the reader's id (unless the reader only numbers
+    the posts, ``<file stem>-<index>``, as for MNRE-style lines), and the line count must
+    equal the number of posts."""
     from mmie.data.io import iter_json_objects
     from mmie.training.data import load_examples
 
@@ -261,11 +262,15 @@ def read_subsets(cfg, splits: Iterable[str]) -> dict[str, list[str]] | None:
         if len(lines) != len(exs):
             raise GridError(f"{sub}: {len(lines)} lines but {len(exs)} posts in the {split} "
                             "split (one line per post, in file order)")
-        for (lineno, d), ex in zip(lines, exs):
+        stem = files[0].name.split(".")[0]
+        for k, ((lineno, d), ex) in enumerate(zip(lines, exs)):
             tags = d.get("subsets")
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise GridError(f"{sub}:{lineno}: 'subsets' must be a list of strings")
-            if "id" in d and str(d["id"]) != str(ex.id):
+            # MNRE-style lines carry no id: the reader names them "<file stem>-<index>", so
+            # there the position is the only key and any id in the subsets file is accepted
+            positional = str(ex.id) == f"{stem}-{k}"
+            if "id" in d and str(d["id"]) != str(ex.id) and not positional:
                 raise GridError(f"{sub}:{lineno}: id {d['id']!r} but the post there is "
                                 f"{ex.id!r} (lines must follow the split file's order)")
             found[str(ex.id)] = sorted(set(tags))
@@ -712,7 +717,8 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
     enc = sorted({ENCODER_NAMES.get(r["text_encoder"], r["text_encoder"])
                   + (f" + {ENCODER_NAMES.get(r['vision_encoder'], r['vision_encoder'])}"
                      if r.get("vision_encoder") else "") for r in rows})
-    lines += [f"- Data: `{first.get('data')}`"
+    data_names = ", ".join(f"`{d}`" for d in dict.fromkeys(str(r.get("data")) for r in rows))
+    lines += [f"- Data: {data_names}"
               + (f", summary sha256 `{dv.get('summary_sha256', '')[:16]}`" if dv.get(
                   "summary_sha256") else "")
               + "".join(f", {k} {dv[k]}" for k in ("version", "seed", "size") if k in dv)
@@ -793,7 +799,7 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
                     err = "no paired runs"
                 if r is None:
                     lines.append(f"| {c.get('claim', '')} | {c['a']} | {c['b']} | "
-                                 f"{c.get('metric', '')} | {sub} | — | — | — | "
+                                 f"{METRIC_NAMES.get(c.get('metric'), '')} | {sub} | — | — | — | "
                                  f"{'' if tgt is None else tgt} | {err} | | |")
                     continue
                 lines.append(

@@ -223,3 +223,19 @@ def test_driver_end_to_end_on_tiny_synthetic(tmp_path):
     assert "| text_synthetic_ner | text | 0,1 |" in md
     assert any(l.startswith("| MMIB >= fusion") and "no paired runs" in l
                for l in md.splitlines())
+
+
+def test_mnre_style_posts_join_by_position(tmp_path):
+    # MNRE lines carry no id: the reader numbers them "mnre_test-<i>", so the subsets file's
+    # own ids (here "pre_<i>") cannot be checked and the position decides
+    d = tmp_path / "re"
+    d.mkdir()
+    (d / "mnre_test.txt").write_bytes((REPO / "tests" / "fixtures" / "mnre_sample.txt")
+                                      .read_bytes())
+    (d / "test.subsets.jsonl").write_text("".join(
+        json.dumps({"id": f"pre_{i}", "subsets": ["collage"] if i == 2 else []}) + "\n"
+        for i in range(4)))
+    cfg = load_config(None, [f"data.name={d}", "model.type=text", "model.task=re"])
+    assert claims.read_subsets(cfg, ["test"]) == {"mnre_test-0": [], "mnre_test-1": [],
+                                                  "mnre_test-2": ["collage"],
+                                                  "mnre_test-3": []}
