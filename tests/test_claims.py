@@ -29,13 +29,14 @@ def _folder_set(root: Path, subsets: bool = True) -> Path:
     d = root / "set"
     d.mkdir()
     blocks = []
-    for text, gold, _, _ in POSTS:
-        blocks.append("\n".join(f"{w}\t{t}" for w, t in zip(text.split(), gold.split())))
+    for i, (text, gold, _, _) in enumerate(POSTS):  # post ids p0, p1, p2 (from IMGID)
+        blocks.append(f"IMGID:p{i}\n" + "\n".join(f"{w}\t{t}" for w, t in
+                                                 zip(text.split(), gold.split())))
     for split in ("train", "valid", "test"):
         (d / f"{split}.txt").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
     if subsets:
         (d / "test.subsets.jsonl").write_text("".join(
-            json.dumps({"id": f"test-{i}", "subsets": s}) + "\n"
+            json.dumps({"id": f"p{i}", "subsets": s}) + "\n"
             for i, (*_, s) in enumerate(POSTS)), encoding="utf-8")
     return d
 
@@ -47,7 +48,7 @@ def _finished_run(run: Path, data: Path, pred_tags: list[str], f1: float) -> cla
     cfg.save(run / "config.yaml")
     with open(run / "predictions_test.jsonl", "w", encoding="utf-8") as f:
         for i, ((text, gold, _, _), pred) in enumerate(zip(POSTS, pred_tags)):
-            f.write(json.dumps({"id": f"test-{i}", "tokens": text.split(),
+            f.write(json.dumps({"id": f"p{i}", "tokens": text.split(),
                                 "gold_tags": gold.split(), "pred_tags": pred.split()}) + "\n")
     (run / "summary.json").write_text(json.dumps(
         {"epochs_run": 4, "best_epoch": 2, "dev": {"f1": 0.5}, "test": {"f1": f1},
@@ -82,8 +83,8 @@ def test_subsets_file_must_have_one_line_per_post(tmp_path):
     with pytest.raises(claims.GridError, match=r"test.subsets.jsonl: 2 lines but 3 posts"):
         claims.read_subsets(cfg, ["test"])
     (data / "test.subsets.jsonl").write_text("\n".join([lines[1], lines[0], lines[2]]) + "\n")
-    with pytest.raises(claims.GridError, match=r"test.subsets.jsonl:1: id 'test-1' but the "
-                                               r"post there is 'test-0'"):
+    with pytest.raises(claims.GridError, match=r"test.subsets.jsonl:1: id 'p1' but the "
+                                               r"post there is 'p0'"):
         claims.read_subsets(cfg, ["test"])
     (data / "test.subsets.jsonl").unlink()
     assert claims.read_subsets(cfg, ["test"]) is None
