@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                     "DATA_DIR is the data set's directory")
     bx.add_argument("--out", required=True, help="boxes file to write (JSON lines)")
     bx.add_argument("--image-dir")
+    bx.add_argument("--threads", type=int, default=None,
+                    help="OpenCV threads for the detector (default: OpenCV's choice)")
     bx.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="KEY=VALUE", help="data.detector, data.max_objects, "
                     "data.detector_threshold, ... (must match the training run's)")
@@ -255,6 +257,10 @@ def cmd_data(a: argparse.Namespace) -> int:
             over.append(f"data.data_dir={a.data_dir}")
         if a.image_dir:
             over.append(f"data.image_dir={a.image_dir}")
+        if a.threads:
+            from mmie.encoders.detector import _cv2
+
+            _cv2().setNumThreads(a.threads)
         _print_json(dataset_boxes(load_config(None, over + list(a.overrides)), a.out))
     else:
         print("usage: mmie data {stats,validate,download,synthetic,photos,boxes} ...",
