@@ -424,3 +424,14 @@ def test_stable_draws_are_built_from_the_raw_pcg64_words() -> None:
     big = stable_rng(1)
     counts = Counter(big.integers(3) for _ in range(30000))
     assert all(abs(c - 10000) < 400 for c in counts.values())
+
+
+def test_pool_build_needs_only_pillow_and_numpy(tmp_path, monkeypatch) -> None:
+    """What the GPU machine runs: a build from a pool imports no scikit-image, resvg,
+    matplotlib, OpenCV or imagehash."""
+    import sys
+
+    for m in ("skimage", "resvg_py", "matplotlib", "cv2", "imagehash"):
+        monkeypatch.setitem(sys.modules, m, None)  # `import m` now raises ImportError
+    s = B.build(tmp_path, size="tiny", seed=0, pool=FIXTURE)
+    assert s["pictures"]["written"] == 3 * sum(B.SIZES["tiny"])
