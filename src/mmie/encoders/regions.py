@@ -109,6 +109,9 @@ def write_boxes_file(path: str | Path, settings: dict[str, Any], identity: str,
             if len(row) > 3 and row[3] is not None:
                 line["size"] = list(row[3])
             f.write(json.dumps(line) + "\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a data file is not
     os.replace(tmp, path)
     return path
 
