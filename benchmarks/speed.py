@@ -563,16 +563,19 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every MMIB training / prediction row against the reference loop of the same run:
-    training rows vs ``train/mmib/reference`` (same batch size, fp32), prediction rows vs
-    ``predict_reference/mmib`` (one post at a time)."""
+    training rows vs ``train/mmib/reference`` (fp32, at the same batch size when measured,
+    else at the one measured: the incumbent's batch size against mmie's), prediction rows
+    vs ``predict_reference/mmib`` (one post at a time)."""
     by = {r["id"]: r for r in rows}
+    train_refs = [r for r in rows if r.get("mode") == "reference" and r.get("model") == "mmib"]
     out = []
     for r in rows:
         if r.get("model") != "mmib" or r.get("mode") == "reference" \
                 or r.get("section") == "reference":
             continue
         if r["id"].startswith("train/"):
-            ref = by.get(f"train/mmib/reference/b{r['batch_size']}/fp32")
+            ref = by.get(f"train/mmib/reference/b{r['batch_size']}/fp32") or (
+                train_refs[0] if train_refs else None)
         elif r["id"].startswith(("predict/", "api/")):
             ref = by.get("predict_reference/mmib/b1/fp32")
         else:
