@@ -134,6 +134,9 @@ def test_page_ner_entities_with_picture(browser, picture):
         page.click("#submit")
         page.wait_for_selector("#error:not([hidden])", timeout=10_000)
         assert page.locator("#error").inner_text().startswith("500: model error")
+        # ... and the previous post's result is gone
+        assert page.locator("#output").is_hidden()
+        assert page.locator("#annotated span.entity").count() == 0
         assert errors == []
         page.close()
     assert (ARTIFACTS / "ner.png").stat().st_size > 5000

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from mmie.errors import ConfigError
+
 
 def config_for_data(cfg, data: str | None = None, data_dir: str | None = None,
                     image_dir: str | None = None):
@@ -26,6 +28,19 @@ def config_for_data(cfg, data: str | None = None, data_dir: str | None = None,
         if image_dir is not None:
             cfg.data.image_dir = image_dir
     return cfg
+
+
+def check_task_fits(task: str, examples, data: str, split: str, model_dir) -> None:
+    """Refuse to score a model on data of another task (an NER model on MNRE relation
+    instances, an RE model on tagged posts) with an error that says so, instead of a label
+    error deep in the encoding."""
+    has_rel = any(ex.relations for ex in examples)
+    kind = "relation instances (RE)" if has_rel else "tagged posts (NER)"
+    if (task == "ner" and has_rel) or (task == "re" and examples and not has_rel):
+        want = "NER (CoNLL posts)" if task == "ner" else "RE (MNRE-style relation instances)"
+        raise ConfigError(f"wrong task: {model_dir} is an {task.upper()} model but {data!r} "
+                          f"split {split!r} holds {kind}; pass --data with {want} data, or "
+                          f"evaluate a model of the data's task")
 
 
 def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "test",
@@ -58,6 +73,7 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
         examples = task.filter_splits(pooled)["dev" if split in ("dev", "valid", "val") else split]
     else:
         examples = load_examples(cfg, split)
+        check_task_fits(task.name, examples, cfg.data.name, split, model_dir)
     report: dict[str, Any] = {"examples": len(examples)}
     features, rows = None, None
     if model.vision is not None:

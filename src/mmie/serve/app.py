@@ -429,17 +429,16 @@ class _App:
             raise self.image_too_large(len(data))
         if not data:
             raise HTTPException(415, "field 'image': the file is empty")
-        from PIL import Image
+        from mmie.data.images import probe_size
 
         try:  # header only: the size is known before any pixel is decoded
-            with Image.open(io.BytesIO(data)) as probe:
-                width, height = probe.size
-        except Image.DecompressionBombError as e:
-            raise HTTPException(413, f"field 'image': {e}") from None
-        except Exception as e:  # noqa: BLE001 - any PIL failure means "not an image we read"
-            raise HTTPException(415, f"field 'image': cannot read the picture "
-                                     f"({type(e).__name__}: {e}); send PNG, JPEG, GIF, BMP "
-                                     f"or WebP") from None
+            width, height = probe_size(data, max_pixels=self.max_image_pixels)
+        except ImageError as e:
+            if getattr(e, "kind", "") == "too_large":
+                raise HTTPException(413, f"field 'image': {e.reason} "
+                                         "(max_image_pixels)") from None
+            raise HTTPException(415, f"field 'image': cannot read the picture: {e.reason}; "
+                                     "send PNG, JPEG, GIF, BMP or WebP") from None
         if width * height > self.max_image_pixels:
             raise HTTPException(413, f"field 'image': {width}x{height} = {width * height} "
                                      f"pixels is over the limit of {self.max_image_pixels} "
@@ -447,7 +446,7 @@ class _App:
         try:
             return _decode_image(data, self.max_image_bytes, self.max_image_pixels)
         except ImageError as e:
-            raise HTTPException(415, f"field 'image': {e}") from None
+            raise HTTPException(415, f"field 'image': {e.reason}") from None
 
     def check_text(self, text: str) -> None:
         if not text.strip():

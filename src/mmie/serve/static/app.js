@@ -40,6 +40,8 @@ function showError(message) {
   const box = $("error");
   box.textContent = message;
   box.hidden = !message;
+  // an error replaces the result: never leave the previous post's result on the page
+  if (message) { $("output").hidden = true; $("tables").replaceChildren(); $("annotated").replaceChildren(); $("raw").textContent = ""; }
 }
 
 function errorText(status, body) {
