@@ -45,6 +45,16 @@ class DataConfig:
     """Entity typing: which rotation of the three label groups (0, 1, 2)."""
     held_out_type: str | None = None
     """Twitter leave-one-type-out zero-shot typing: the unseen type."""
+    validation_type: str | None = None
+    """Leave-one-type-out: a second type held out of training and used as the validation
+    label (model selection, calibrated stacking). Default null: train on every other type and
+    select on the dev posts of the seen types only (never the held-out type's dev labels)."""
+    label_text: str = "name+description"
+    """Zero-shot label text the encoder reads: name | description | name+description
+    ("name: description"). The paper encodes the label name."""
+    class_balanced: bool | None = None
+    """Zero-shot training: sample seen labels class-balanced (weights 1 / count, with
+    replacement). Default null = on for zero-shot models (the MG-VMoE code), off otherwise."""
     label_descriptions: str | None = None
     """Label-text JSON used to embed zero-shot labels: {"labels": {label: {"name", "description"}},
     "groups": {...}} or a list of {"name", "description", "group"} (default: built-in
@@ -73,6 +83,13 @@ class ModelConfig:
     alignment: bool = True
     alignment_estimator: str = "discriminator"
     """discriminator (paper, BCE over matched vs shifted pairs) | infonce"""
+    alignment_reduction: str = "sum"
+    """sum (released code: positive-pair BCE + one BCE per negative shift) | mean (BCE
+    averaged over every scored pair, half of sum for one shift)"""
+    alignment_shifts: int = 1
+    """Negatives of the discriminator: images rolled by 1..N within the batch."""
+    re_loss_reduction: str = "sum"
+    """RE cross-entropy over the batch: sum (released code) | mean"""
     beta_align: float = 1.0
     beta_kl_text: float = 1.0
     beta_kl_image: float = 1.0
@@ -83,6 +100,13 @@ class ModelConfig:
     gating: str = "dense"
     """dense (paper's code) | topk"""
     top_k: int = 2
+    moe_form: str = "code"
+    """code (released code: output = gate-weighted mixture of the experts' samples, KL summed
+    over every expert's latent dims, ungated) | residual (x + LN(dropout(sum g W z)), gated
+    KL averaged over dims)"""
+    calibrated_stacking: bool = False
+    """Generalised zero-shot: subtract a constant, chosen on validation, from the seen labels'
+    scores (saved with the model). Needs data.held_out_type and data.validation_type."""
     beta_aux: float = 1.0
     beta_kl: float = 1.0
     beta_nce: float = 1.0
@@ -102,6 +126,8 @@ class TrainerConfig:
     head_lr: float = 1e-3
     """Learning rate of everything outside the text encoder (fusion, VIB, heads)."""
     crf_lr: float = 5e-2
+    crf_lr_emissions: bool = True
+    """The NER emission projection trains at crf_lr too (HVPNeT / MMIB code); false: head_lr."""
     weight_decay: float = 0.01
     warmup_ratio: float = 0.03
     grad_accum: int = 1
@@ -155,6 +181,31 @@ class RunConfig:
         _choice("model.gating", self.model.gating, ("dense", "topk"))
         _choice("model.vat", self.model.vat, ("learned", "power", "off"))
         _choice("data.image_policy", self.data.image_policy, ("error", "skip", "blank"))
+        _choice("model.moe_form", self.model.moe_form, ("code", "residual"))
+        _choice("model.alignment_reduction", self.model.alignment_reduction, ("sum", "mean"))
+        _choice("model.re_loss_reduction", self.model.re_loss_reduction, ("sum", "mean"))
+        _choice("data.label_text", self.data.label_text,
+                ("name", "description", "name+description"))
+        if self.model.alignment_shifts < 1:
+            raise ConfigError(f"model.alignment_shifts must be >= 1, got "
+                              f"{self.model.alignment_shifts}")
+        zero_shot = self.model.type in ZERO_SHOT_TYPES
+        if self.data.class_balanced and not zero_shot:
+            raise ConfigError("data.class_balanced=true applies to zero-shot models "
+                              f"({', '.join(ZERO_SHOT_TYPES)}), not model.type={self.model.type}")
+        if self.data.validation_type is not None:
+            if self.data.held_out_type is None:
+                raise ConfigError("data.validation_type needs data.held_out_type "
+                                  "(leave-one-type-out)")
+            if self.data.validation_type == self.data.held_out_type:
+                raise ConfigError("data.validation_type must differ from data.held_out_type "
+                                  f"(both {self.data.held_out_type!r}): the held-out type's "
+                                  "labels are for the test only")
+        if self.model.calibrated_stacking and (self.data.held_out_type is None
+                                               or self.data.validation_type is None):
+            raise ConfigError("model.calibrated_stacking applies to generalised zero-shot: it "
+                              "needs data.held_out_type and data.validation_type (the constant "
+                              "is chosen on validation labels that are not seen in training)")
         if self.model.type in ZERO_SHOT_TYPES and self.model.task == "ner":
             raise ConfigError(f"model.type={self.model.type} is a zero-shot model: use "
                               "model.task=typing or re")
