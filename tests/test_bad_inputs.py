@@ -535,12 +535,14 @@ def test_unwritable_output_fails_before_the_work(tmp_path, capsys, monkeypatch, 
     inp = tmp_path / "in.jsonl"
     inp.write_text('{"text": "Obama in Paris"}\n', encoding="utf-8")
     dst = tmp_path / "nodir" / "x.jsonl"
+    import mmie.inference.evaluate as evaluate
     import mmie.inference.predictor as predictor
 
     def no_work(*a, **k):  # the model must not even be loaded
         raise AssertionError("work started before the output path was checked")
 
     monkeypatch.setattr(predictor, "load", no_work)
+    monkeypatch.setattr(evaluate, "load", no_work)
     args = {"predict-input": ["predict", str(out / "model"), "--input", str(inp)],
             "predict-text": ["predict", str(out / "model"), "--text", "Obama"],
             "evaluate": ["evaluate", str(out / "model")]}[cmd]

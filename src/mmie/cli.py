@@ -1,16 +1,26 @@
-"""The ``mmie`` command: thin wrappers around importable functions."""
+"""The ``mmie`` command: thin wrappers around importable functions.
+
+Each command imports its own stack (torch, Lightning, transformers, FastAPI) inside its
+``cmd_*`` function when it runs: those imports are heavy, and ``mmie --help``, ``--version``
+and argument errors must stay instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 import mmie
-from mmie.errors import MMIEError
+from mmie.data.io import iter_json_objects
+from mmie.errors import DataError, MMIEError
+from mmie.inference.outputs import to_json, to_jsonl
 
 EXAMPLES = {
     "train": "mmie train configs/mmib_twitter2015.yaml --set trainer.max_epochs=10 --set seed=2",
@@ -164,8 +174,6 @@ def _offsets(text: str | None, name: str) -> tuple[int, int] | None:
 def _read_jsonl_items(path: str, with_lines: bool = False) -> list[Any]:
     """The JSON objects of a JSONL file (blank lines skipped); with ``with_lines``,
     ``(line_number, object)`` pairs."""
-    from mmie.data.io import iter_json_objects
-
     return [(lineno, d) if with_lines else d for lineno, d in iter_json_objects(path)]
 
 
@@ -180,8 +188,6 @@ def check_output_file(output: str | None, flag: str = "--output") -> None:
         raise MMIEError(f"{flag} {out}: is a directory; give a file name")
     if not parent.is_dir():
         raise MMIEError(f"{flag} {out}: the folder {parent} does not exist; create it first")
-    import os
-
     if not os.access(parent, os.W_OK | os.X_OK):
         raise MMIEError(f"{flag} {out}: the folder {parent} is not writable")
 
@@ -189,13 +195,13 @@ def check_output_file(output: str | None, flag: str = "--output") -> None:
 def _write_results(results: list[Any], output: str | None) -> None:
     if output is None:
         for r in results:
-            print(json.dumps(r, ensure_ascii=False))
+            print(to_jsonl(r))
         return
     out = Path(output)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for r in results:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.write(to_jsonl(r) + "\n")
     tmp.replace(out)
     print(f"wrote {len(results)} results to {out}", file=sys.stderr)
 
@@ -280,19 +286,15 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.input:
         numbered = _read_jsonl_items(a.input, with_lines=True)
         items = [d for _, d in numbered]
-        from tqdm.auto import tqdm
-
-        from mmie.errors import DataError
-
         results = []
         for i in tqdm(range(0, len(items), 32), desc="predict", disable=len(items) <= 32):
             try:
-                results.extend(pred.predict_batch(items[i:i + 32]))
+                results.extend(pred.run(items[i:i + 32]))
             except DataError:
                 # find the offending line so the message names it (nothing is written)
                 for lineno, item in numbered[i:i + 32]:
                     try:
-                        pred.predict_batch([item])
+                        pred.preprocess([item])
                     except DataError as e:
                         raise DataError(e.reason, path=a.input, line=lineno,
                                         field=e.field) from None
@@ -300,12 +302,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
         _write_results(results, a.output)
         return 0
     cands = [c.strip() for c in a.candidate_labels.split(",")] if a.candidate_labels else None
-    res = pred.predict(text=a.text, image=a.image, head=_offsets(a.head, "head"),
-                       tail=_offsets(a.tail, "tail"), candidate_labels=cands)
+    item = {"text": a.text, "image": a.image, "head": _offsets(a.head, "head"),
+            "tail": _offsets(a.tail, "tail"), "candidate_labels": cands}
+    res = pred.run([{k: v for k, v in item.items() if v is not None}])[0]
     if a.output:
         _write_results([res], a.output)
     else:
-        _print_json(res)
+        _print_json(to_json(res))
     return 0
 
 

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
+from tqdm.auto import tqdm
 
 from mmie.errors import ConfigError
+from mmie.inference.predictor import load
 
 
 def config_for_data(cfg, data: str | None = None, data_dir: str | None = None,
@@ -54,9 +55,8 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     for NER; micro P/R/F1 without ``None`` for RE). With ``output``, writes one JSON line per
     example holding the gold and predicted spans / labels.
     """
-    from tqdm.auto import tqdm
-
-    from mmie.inference.predictor import load
+    # the training data path (examples -> cached image features -> loader); imports Lightning,
+    # which prediction alone never needs
     from mmie.training.data import (Collator, ExampleDataset, compute_image_features,
                                     load_examples, make_loader)
 
@@ -82,10 +82,8 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     dl = make_loader(ExampleDataset(examples, rows), Collator(task, model.text,
                      cfg.data.max_length, features, phase=split), batch_size, False)
     outputs: list[Any] = []
-    with torch.no_grad():
-        for batch in tqdm(dl, desc=f"evaluate {split}", disable=not progress):
-            batch = {k: v.to(pred.device) if hasattr(v, "to") else v for k, v in batch.items()}
-            outputs.extend(model.predict(batch))
+    for batch in tqdm(dl, desc=f"evaluate {split}", disable=not progress):
+        outputs.extend(pred.forward_batch(batch))  # the forward step of every prediction
     preds = task.decode(examples, outputs)
     scores = task.evaluate(examples, preds)
     result = {"model_dir": str(model_dir), "data": cfg.data.name, "split": split,
