@@ -252,3 +252,29 @@ def test_version_subprocess():
 def test_no_command_prints_help(capsys):
     assert mmie.cli.main([]) == 2
     assert "Examples" in capsys.readouterr().out
+
+
+def test_serve_loads_the_ner_model_once(monkeypatch):
+    """``serve NER --re RE`` loads each model directory once: the pipeline reuses the loaded
+    NER predictor."""
+    import uvicorn
+
+    import mmie.inference.pipeline as pipeline_module
+    from mmie.serve.app import serve
+
+    ner_out, re_out = _ner()[0], _re()[0]
+    loads: list[str] = []
+    real_load = mmie.load
+
+    def counting(path, *a, **k):
+        loads.append(Path(path).name if Path(path).name != "model" else Path(path).parent.name)
+        return real_load(path, *a, **k)
+
+    monkeypatch.setattr(mmie, "load", counting)
+    monkeypatch.setattr(pipeline_module, "load", counting)
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app))
+    serve(ner_out / "model", port=0, re_model_dir=re_out / "model")
+    assert sorted(loads) == sorted([ner_out.name, re_out.name])
+    holder = seen["app"].state.mmie
+    assert holder.pipeline.ner is holder.predictor

@@ -670,3 +670,9 @@ def test_evaluate_ner_model_on_relation_data_says_wrong_task(tmp_path, capsys):
     assert rc == 1, err
     assert "wrong task" in err and "is an NER model" in err and "relation instances" in err
     assert "B-ENTITY" not in err
+
+
+def test_http_model_info_names_no_server_path(client):
+    info = client.get("/model").json()
+    assert info["path"] == "model" and info["task"] == "ner"
+    assert "/" not in json.dumps(info).replace("/per/", "").replace("random:", "")

@@ -165,3 +165,26 @@ def test_page_relation_head_tail_offsets(browser, picture):
         assert "does not occur" in page.locator("#error").inner_text()
         assert errors == []
         page.close()
+
+
+def test_page_with_a_bearer_token(browser):
+    """A service started with --token: the page asks for the token, then works with it."""
+    with _Server(create_app(FakeNER(), token="s3cret")) as url:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("#error:not([hidden])", timeout=10_000)
+        assert "access token" in page.locator("#error").inner_text()
+        assert page.locator("#token-field").is_visible()
+        page.fill("#token", "s3cret")
+        page.click("#token-apply")
+        page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+        page.fill("#text", POST)
+        page.click("#submit")
+        page.wait_for_selector("body[data-rendered='1']", timeout=10_000)
+        ents = page.locator("#annotated span.entity")
+        assert [ents.nth(i).get_attribute("data-type") for i in range(ents.count())] == \
+            ["PER", "LOC"]
+        assert errors == []
+        page.close()

@@ -141,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--re", dest="re_model", help="an RE model directory: adds POST /extract "
                    "(entities and relations from raw text) with MODEL_DIR as the NER model")
+    s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route but the "
+                   "page and /health (default: $MMIE_TOKEN; none = open)")
     pl = add("plot", "write PNG figures (loss terms, dev metrics, confusion) of a run")
     pl.add_argument("run_dir")
     pl.add_argument("--out-dir")
@@ -334,7 +336,7 @@ def cmd_extract(a: argparse.Namespace) -> int:
 def cmd_serve(a: argparse.Namespace) -> int:
     from mmie.serve.app import serve
 
-    serve(a.model_dir, host=a.host, port=a.port, re_model_dir=a.re_model)
+    serve(a.model_dir, host=a.host, port=a.port, re_model_dir=a.re_model, token=a.token)
     return 0
 
 

@@ -27,8 +27,8 @@ from typing import Any, Sequence
 from mmie.data.tokenize import split_words
 from mmie.errors import DataError
 
-__all__ = ["Request", "validate_item", "check_candidate_labels", "ITEM_FIELDS", "MAX_WORDS",
-           "needs_head", "needs_tail"]
+__all__ = ["Request", "validate_item", "check_candidate_labels", "text_words", "ITEM_FIELDS",
+           "MAX_WORDS", "needs_head", "needs_tail"]
 
 MAX_WORDS = 512
 #: the fields a prediction item may have
@@ -62,7 +62,10 @@ class Request:
     candidate_labels: list[str] | None = None
 
 
-def _words(text: Any, max_words: int | None) -> tuple[list[str], list[tuple[int, int]]]:
+def text_words(text: Any, max_words: int | None = MAX_WORDS
+               ) -> tuple[list[str], list[tuple[int, int]]]:
+    """The words of a post's text and their character offsets; a :class:`DataError` (field
+    ``text``) for a text that is not a string, has no words or more than ``max_words``."""
     if not isinstance(text, str):
         raise DataError(f"text must be a string, got {type(text).__name__}", field="text")
     words = split_words(text)
@@ -160,7 +163,7 @@ def validate_item(item: Any, n: int, *, task: str, zero_shot: bool,
         if item.get("text") is None:
             raise DataError("each item needs 'text' (or 'tokens')", field="text")
         text = item["text"]
-        words, offs = _words(text, max_words)
+        words, offs = text_words(text, max_words)
     unused = [f for f in ("head", "tail") if item.get(f) is not None and
               not (needs_head(task) if f == "head" else needs_tail(task))]
     if unused:
