@@ -278,3 +278,76 @@ def test_serve_loads_the_ner_model_once(monkeypatch):
     assert sorted(loads) == sorted([ner_out.name, re_out.name])
     holder = seen["app"].state.mmie
     assert holder.pipeline.ner is holder.predictor
+
+
+# --------------------------------------------------------------------------- a quiet demo
+DEMO_TINY = ["--epochs", "1", "--set", "model.text_encoder=random:tiny-bert", "--set",
+             "model.vision_encoder=random:tiny-resnet", "--set", "data.synthetic_size=60",
+             "--set", "trainer.batch_size=16"]
+DEMO_NOISE = ["LeafSpec", "module(s) in eval mode", "litlogger", "litmodels", "Tip:",
+              "GPU available", "TPU available", "Loading `train_dataloader`", "Trainer.fit",
+              "new embeddings will be initialized", "Loading weights", "Validation", "Testing",
+              "INFO", "Warning", "Ca n't"]
+
+
+def test_demo_output_is_quiet(tmp_path, capfd):
+    import warnings
+
+    from test_training_e2e import CACHE
+
+    out = tmp_path / "demo"
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert mmie.cli.main(["demo", "--output-dir", str(out), *DEMO_TINY, "--set",
+                              f"cache_dir={CACHE}"]) == 0
+    r = capfd.readouterr()
+    both = r.out + r.err + "\n".join(str(w.message) for w in caught)
+    for noise in DEMO_NOISE:
+        assert noise not in both, (noise, both)
+    # one line per epoch with the dev score, the summary table, the post as written
+    lines = [l.split("\r")[-1].strip() for l in r.err.splitlines() if "train loss" in l]
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/1  train loss ")
+    assert "dev/f1 " in lines[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (f"dev    {summary['dev']['precision']:.4f}" in r.out and
+            f"test   {summary['test']['precision']:.4f}" in r.out)
+    assert "split  precision  recall  f1" in r.out
+    assert "  text:  Can't stop thinking about Lincoln Park 😍" in r.out
+    printed = json.loads(r.out[r.out.index("image:"):].split("\n", 1)[1])
+    assert printed == mmie.load(out / "model").predict(
+        text="Can't stop thinking about Lincoln Park 😍",
+        image=str(CACHE / "synthetic-n60-seed0" / "images" / "ner_test_00000.png"))
+
+
+def test_demo_verbose_brings_the_detail_back(tmp_path, capsys, caplog):
+    from test_training_e2e import CACHE
+
+    out = tmp_path / "demo"
+    with caplog.at_level("INFO"):
+        assert mmie.cli.main(["-v", "demo", "--output-dir", str(out), *DEMO_TINY, "--set",
+                              f"cache_dir={CACHE}"]) == 0
+    printed = capsys.readouterr().out
+    assert '"selected_on": "dev/f1"' in printed  # the full summary JSON
+    assert any("GPU available" in r.getMessage() for r in caplog.records)
+
+
+def test_loading_the_embedded_text_encoder_prints_nothing(capfd):
+    from mmie.encoders.text import TextEncoder
+
+    capfd.readouterr()
+    TextEncoder("minilm")
+    err = capfd.readouterr().err
+    assert "new embeddings" not in err and "Loading weights" not in err, err
+
+
+def test_join_words_restores_the_post_as_written():
+    from mmie.data.tokenize import join_words, split_words
+
+    for post in ["Can't stop thinking about Lincoln Park 😍", "Big day for Paris!",
+                 "RT @newsdesk: Jackson is trending", "Jaguar vs Rio Grande... who wins?"]:
+        words = [w for w, _, _ in split_words(post)]
+        text, offs = join_words(words)
+        assert text == post and [text[s:e] for s, e in offs] == words
+    # no natural form that splits back into the same words: single spaces
+    assert join_words(["$", "5"]) == ("$ 5", [(0, 1), (2, 3)])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import mmie
 from mmie.data.io import iter_json_objects
 from mmie.errors import DataError, MMIEError
 from mmie.inference.outputs import to_json, to_jsonl
+from mmie.logs import setup_cli_logging
 
 EXAMPLES = {
     "train": "mmie train configs/mmib_twitter2015.yaml --set trainer.max_epochs=10 --set seed=2",
@@ -255,6 +255,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     if tr:
         extra["trainer"] = tr
     cfg = load_config(a.config, a.overrides, extra)
+    from mmie.logs import tame_lightning
+
+    tame_lightning()
     summary = train(cfg, resume=a.resume)
     if summary:
         _print_json({k: v for k, v in summary.items() if k != "report"})
@@ -358,38 +361,61 @@ def cmd_plot_zs(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    """Synthetic set -> MMIB training -> test evaluation -> reload -> prediction."""
+    """Synthetic set -> MMIB training -> test evaluation -> reload -> prediction. Quiet unless
+    ``-v``: one progress bar and one line per epoch, the summary table, the prediction."""
     from mmie.config import load_config
-    from mmie.data.tokenize import words_to_text
+    from mmie.data.images import resolve_image
+    from mmie.data.tokenize import join_words
     from mmie.inference.predictor import load
+    from mmie.logs import tame_lightning, verbose
+    from mmie.training.data import image_dir_for, load_examples
+    from mmie.training.progress import EpochLines
     from mmie.training.train import train
 
     cfg_file = Path(__file__).resolve().parents[2] / "configs" / f"mmib_synthetic_{a.task}.yaml"
-    overrides = [f"output_dir={a.output_dir}", f"trainer.max_epochs={a.epochs}", *a.overrides]
-    cfg = load_config(cfg_file if cfg_file.exists() else None, overrides,
+    overrides = [f"output_dir={a.output_dir}", f"trainer.max_epochs={a.epochs}"]
+    callbacks = []
+    if not verbose():  # Lightning's bars (train, validation, test) -> one bar + line per epoch
+        overrides.append("trainer.progress=false")
+        callbacks.append(EpochLines())
+    cfg = load_config(cfg_file if cfg_file.exists() else None, [*overrides, *a.overrides],
                       None if cfg_file.exists() else {"model": {"task": a.task}})
-    summary = train(cfg)
-    _print_json({k: v for k, v in summary.items() if k != "report"})
+    tame_lightning()
+    summary = train(cfg, callbacks=callbacks)
+    if verbose():
+        _print_json({k: v for k, v in summary.items() if k != "report"})
+    print(summary_table(summary))
     pred = load(Path(a.output_dir) / "model")
-    from mmie.training.data import image_dir_for, load_examples
-
     ex = load_examples(cfg, "test")[0]
     img_dir = image_dir_for(cfg, "test")
-    from mmie.data.images import resolve_image
-
     found = resolve_image(img_dir, ex.image) if img_dir and ex.image else None
     image = str(found) if found else None
-    text, offs = words_to_text(ex.tokens)
-    if a.task == "ner":
-        res = pred.predict(text=text, image=image)
-    else:
+    text, offs = join_words(ex.tokens)  # the post as written, not its words re-joined
+    item: dict[str, Any] = {"text": text, "image": image}
+    if a.task != "ner":
         h, t = ex.head, ex.tail
-        res = pred.predict(text=text, image=image, head=(offs[h.start][0], offs[h.end - 1][1]),
-                           tail=(offs[t.start][0], offs[t.end - 1][1]))
-    print(f"\nreloaded {a.output_dir}/model and predicted on a test post:\n  text: {text}\n"
+        item.update(head=(offs[h.start][0], offs[h.end - 1][1]),
+                    tail=(offs[t.start][0], offs[t.end - 1][1]))
+    res = pred.run([item])[0]
+    print(f"\nreloaded {a.output_dir}/model and predicted on a test post:\n  text:  {text}\n"
           f"  image: {image}")
-    _print_json(res)
+    _print_json(to_json(res))
     return 0
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The end-of-training summary: scores of the selected model on dev and test, and how it
+    was selected."""
+    keys = [k for k in ("precision", "recall", "f1", "strict_f1", "accuracy", "macro_f1")
+            if k in summary["test"]]
+    rows = [["split", *keys]] + [[s, *(f"{summary[s][k]:.4f}" for k in keys)]
+                                 for s in ("dev", "test")]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    head = (f"{summary['model']} on {summary['data']} ({summary['task']}): "
+            f"{summary['epochs_run']} epochs, best epoch {summary['best_epoch']} (selected on "
+            f"{summary['selected_on']}), {summary['train_seconds']:.1f} s on {summary['device']}")
+    return "\n".join(["", head, *lines, f"model saved to {summary['model_dir']}"])
 
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
@@ -400,8 +426,7 @@ COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_cli_logging(a.verbose)
     if a.command is None:
         parser.print_help()
         return 2
