@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
-from PIL import Image
 
 import mmie
 from mmie.data.images import load_image
 from mmie.data.schema import Example, Relation, Span
+from mmie.encoders.regions import featurize_pictures
 from mmie.errors import MMIEError
 from mmie.inference.outputs import Entity, Prediction, Typing, to_json
 from mmie.inference.outputs import Relation as RelationResult
@@ -96,31 +96,41 @@ class Predictor:
         return ex
 
     # ---- 2. forward ------------------------------------------------------------------------
-    def pixels(self, images: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Pixel values of loaded pictures for the model's vision encoder (``None`` for a
-        text-only model) and the ``image_present`` mask; a post without a picture gets
-        placeholder pixels that the mask keeps out of the model."""
-        present = torch.tensor([im is not None for im in images], dtype=torch.bool)
+    def image_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
+        """The image part of a prediction batch for pictures (paths, bytes, PIL images or
+        ``None``): the one place new pictures are featurised (Python API, ``mmie predict``,
+        the pipeline and the service all come here). Regions follow the saved run's
+        ``data.regions``: the grid, and/or detected objects (the detector runs on the picture
+        here, as it ran on the training pictures)."""
         vision = getattr(self.model, "vision", None)
+        present = torch.tensor([im is not None for im in images], dtype=torch.bool)
         if vision is None:
-            return None, present
-        pils = [Image.new("RGB", (32, 32)) if im is None else load_image(im) for im in images]
-        return vision.preprocess(pils), present
+            return {"image_present": present.to(self.device)}
+        pils = [load_image(im) if im is not None else None for im in images]
+        data = self.cfg.data
+        return featurize_pictures(vision, pils, region_grid=self.cfg.model.region_grid,
+                                  regions=data.regions, max_objects=data.max_objects,
+                                  source=self._region_source(), device=self.device)
 
-    _pixels = pixels  # the name the zero-shot task module calls
+    def _region_source(self):
+        if self.cfg.data.regions == "grid":
+            return None
+        if getattr(self, "_regions", None) is None:
+            from mmie.encoders.regions import RegionSource
+
+            self._regions = RegionSource(self.cfg.data)  # the detector; no boxes file here
+        return self._regions
 
     def encode(self, examples: list[Example], images: list[Any],
                candidates: Sequence[str] | None = None) -> dict[str, Any]:
-        """The model's input batch: collated text (+ candidate labels) and pixels."""
+        """The model's input batch: collated text (+ candidate labels) and the image part
+        (:meth:`image_inputs`)."""
         kwargs = {}
         if self.zero_shot:
             kwargs["candidates"] = list(candidates or self.task.candidates("test"))
         batch = self.task.collate(examples, self.model.text, self.cfg.data.max_length,
                                   with_labels=False, **kwargs)
-        pix, present = self.pixels(images)
-        if pix is not None:
-            batch["pixel_values"] = pix
-        batch["image_present"] = present
+        batch.update(self.image_inputs(images))
         return batch
 
     def forward_batch(self, batch: dict[str, Any]) -> list[dict[str, Any]]:

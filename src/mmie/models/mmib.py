@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from mmie.encoders.regions import object_inputs
 from mmie.models.base import ImageInput, MMIEModel
 from mmie.models.baselines import _heads
 
@@ -34,7 +35,7 @@ class MMIBModel(MMIEModel):
 
         H = self.hidden
         self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=cfg.use_regions,
-                                   dropout=cfg.dropout)
+                                   dropout=cfg.dropout, box_embedding=cfg.box_embedding)
         if cfg.refinement:
             self.vib_text = VariationalEncoder(H, H, num_heads=_heads(H),
                                                attention=cfg.vib_attention, dropout=cfg.dropout)
@@ -56,7 +57,7 @@ class MMIBModel(MMIEModel):
         text_mask = batch["attention_mask"].bool()
         h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
         g, r, present = self.image_features(batch)
-        h_v, img_mask = self.image_in(g, r, present)
+        h_v, img_mask = self.image_in(g, r, present, **object_inputs(batch))
         terms: dict[str, torch.Tensor] = {}
         if cfg.refinement:
             out_t = self.vib_text(h_t, text_mask)

@@ -264,10 +264,13 @@ def train(cfg: RunConfig, *, resume: bool = False,
     tc = cfg.trainer
 
     def loader(split: str, bs: int, shuffle: bool):
-        collate = Collator(task, text, cfg.data.max_length, features, phase=split)
+        # every epoch (and dev evaluation) sees the same posts: tokenise each once
+        collate = Collator(task, text, cfg.data.max_length, features, phase=split,
+                           cache_tokens=True)
         return make_loader(ExampleDataset(splits[split], rows[split]), collate, bs, shuffle,
                            tc.num_workers, cfg.seed, group_by_length=True,
-                           bucket_batches=tc.length_bucketing if shuffle else 0)
+                           bucket_batches=tc.length_bucketing if shuffle else 0,
+                           pin_memory=_cuda_training(tc.accelerator))
 
     train_dl = loader("train", tc.batch_size, True)
     dev_dl = loader("dev", tc.eval_batch_size, False)
