@@ -425,3 +425,15 @@ def test_join_words_restores_the_post_as_written():
         assert text == post and [text[s:e] for s, e in offs] == words
     # no natural form that splits back into the same words: single spaces
     assert join_words(["$", "5"]) == ("$ 5", [(0, 1), (2, 3)])
+
+
+def test_train_data_dir_flag_sets_the_data_root(monkeypatch, tmp_path):
+    """README: ``--data-dir`` works on ``mmie train`` (config key data.data_dir)."""
+    import mmie.training.train as train_module
+
+    seen = {}
+    monkeypatch.setattr(train_module, "train", lambda cfg, resume=False: seen.setdefault(
+        "cfg", cfg) and {})
+    assert mmie.cli.main(["train", "--data-dir", str(tmp_path), "--output-dir",
+                          str(tmp_path / "run")]) == 0
+    assert seen["cfg"].data.data_dir == str(tmp_path)

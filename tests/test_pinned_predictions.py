@@ -6,8 +6,9 @@ Two references, both on tiny models trained in the test session (``get_run``):
 
 * the pre-redesign code itself, frozen in ``tests/legacy/`` (the oracle): new and old path run
   on the same loaded weights, so this holds whatever training does;
-* the values that pre-redesign code printed, captured before any change
-  (``fixtures/pinned_predictions.json``, with a fingerprint of the weights they came from):
+* the values that pre-redesign code printed (``fixtures/pinned_predictions.json``, with a
+  fingerprint of the weights they came from; first captured before any change, re-captured
+  from ``tests/legacy`` with ``MMIE_WRITE_PINNED=1`` when other work changed training):
   compared whenever the tiny models train to the same weights as then.
 
 The NER heads' ``O`` emission bias is lowered by a fixed amount so that the barely trained
@@ -132,8 +133,8 @@ def test_predictions_equal_the_pre_redesign_path():
     assert sum(len(r["relations"]) for r in old["extract"]) >= 3
     assert len({r["relation"] for r in old["fusion_re"]["batch"]}) >= 2
     _same(old, new)
-    if os.environ.get("MMIE_WRITE_PINNED"):  # only ever with the pre-redesign code
-        PINNED.write_text(json.dumps({"fingerprint": fp, "outputs": new}, indent=1,
+    if os.environ.get("MMIE_WRITE_PINNED"):  # the values the pre-redesign code prints
+        PINNED.write_text(json.dumps({"fingerprint": fp, "outputs": old}, indent=1,
                                      ensure_ascii=False) + "\n", encoding="utf-8")
     pinned = json.loads(PINNED.read_text(encoding="utf-8"))
     if pinned["fingerprint"] == fp:  # the same weights as when the values were captured
