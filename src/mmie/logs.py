@@ -71,7 +71,7 @@ def quiet_transformers() -> Iterator[None]:
     if verbose():
         yield
         return
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # heavy: only when text is encoded
 
     level = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
+from safetensors import safe_open
 
 import mmie
 from mmie.data.images import load_image
@@ -25,6 +26,7 @@ from mmie.errors import MMIEError
 from mmie.inference.outputs import Entity, Prediction, Typing, to_json
 from mmie.inference.outputs import Relation as RelationResult
 from mmie.inference.request import MAX_WORDS, Request, validate_item
+from mmie.models.factory import load_pretrained
 
 class Predictor:
     """A loaded model ready for prediction (``mmie.load``).
@@ -218,8 +220,6 @@ def check_model_dir(path: Path) -> None:
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise MMIEError(f"{path}: model.safetensors is missing (the weights); {fix}")
-    from safetensors import safe_open
-
     try:
         with safe_open(str(weights), framework="pt") as f:
             f.keys()
@@ -230,8 +230,6 @@ def check_model_dir(path: Path) -> None:
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     """Load a model directory written by ``save_pretrained`` (the ``model`` folder of a run)."""
-    from mmie.models.factory import load_pretrained
-
     path = Path(path)
     if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
         path = path / "model"

@@ -16,6 +16,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
+import mmie
 from mmie.errors import ConfigError
 from mmie.serve.batching import MicroBatcher
 from mmie.serve.holder import ModelHolder, task_name
@@ -64,10 +67,6 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
     also gets ``POST /extract`` from ``mmie.pipeline(ner=<the loaded model>, re=re_model_dir)``
     (the NER model is loaded once). ``token`` (default ``$MMIE_TOKEN``) requires
     ``Authorization: Bearer <token>``. ``limits`` go to :func:`create_app`."""
-    import uvicorn
-
-    import mmie
-
     token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
     check_listen_address(host, port)
     if not _is_loopback(host) and not token:
