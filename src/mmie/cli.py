@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("output_dir")
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--n-train", type=int, default=600)
+    from mmie.data.photos import add_arguments as _photos_args
+
+    _photos_args(dsub.add_parser("photos", help="build the real-photo benchmark (photos_ner, "
+                                 "photos_re, photos_typing)", formatter_class=fmt,
+                                 description="Example:\n  mmie data photos data/photos "
+                                 "--size small   (docs/data.md)"))
     bx = dsub.add_parser("boxes", help="run the object/face detector over a data set's "
                          "pictures and write a boxes file (data.boxes_file)",
                          description="Example:\n  mmie data boxes ../shared/data --data "
@@ -95,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
                     "DATA_DIR is the data set's directory")
     bx.add_argument("--out", required=True, help="boxes file to write (JSON lines)")
     bx.add_argument("--image-dir")
+    bx.add_argument("--threads", type=int, default=None,
+                    help="OpenCV threads for the detector (default: OpenCV's choice)")
     bx.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="KEY=VALUE", help="data.detector, data.max_objects, "
                     "data.detector_threshold, ... (must match the training run's)")
@@ -244,6 +252,10 @@ def cmd_data(a: argparse.Namespace) -> int:
         n = a.n_train
         _print_json(generate(a.output_dir, seed=a.seed, n_train=n, n_valid=max(1, n // 4),
                              n_test=max(1, n // 4)))
+    elif a.data_command == "photos":
+        from mmie.data.photos.build import run_cli
+
+        return run_cli(a)
     elif a.data_command == "boxes":
         from mmie.config import load_config
         from mmie.training.boxes import dataset_boxes
@@ -253,9 +265,13 @@ def cmd_data(a: argparse.Namespace) -> int:
             over.append(f"data.data_dir={a.data_dir}")
         if a.image_dir:
             over.append(f"data.image_dir={a.image_dir}")
+        if a.threads:
+            from mmie.encoders.detector import _cv2
+
+            _cv2().setNumThreads(a.threads)
         _print_json(dataset_boxes(load_config(None, over + list(a.overrides)), a.out))
     else:
-        print("usage: mmie data {stats,validate,download,synthetic,boxes} ...",
+        print("usage: mmie data {stats,validate,download,synthetic,photos,boxes} ...",
               file=sys.stderr)
         return 2
     return 0

@@ -8,9 +8,11 @@ Labels, not examples, are split: every instance of a label goes with its label.
 * Entity types (the WikiDiverse-derived set, 12 types in three fixed groups of 4):
   :func:`typing_fold` rotates the groups, fold ``f`` = seen ``G[f]``, val ``G[f+1]``, unseen
   ``G[f+2]`` (mod 3): fold 0 = G1/G2/G3, fold 1 = G2/G3/G1, fold 2 = G3/G1/G2.
-* Twitter NER types (4 types): :func:`leave_one_type_out` trains on 3 types and scores over all
-  4 candidates (generalised zero-shot); the held-out type is both the validation and the test
-  label, its validation *instances* coming from the dataset's dev split.
+* Twitter NER types (4 types): :func:`leave_one_type_out` trains on the other types and scores
+  over all 4 candidates (generalised zero-shot); the held-out type is the test label only.
+  Model selection never sees its labels: by default it uses the dev posts of the seen types;
+  with a ``validation`` type, that type is held out of training as well and validated on
+  (which also lets calibrated stacking choose its constant, :func:`choose_calibration`).
 
 Label texts are inputs (the text encoder reads them), loaded from JSON resources shipped in
 ``mmie/resources`` (:func:`load_label_resource`). Metrics (:func:`zero_shot_metrics`) are
@@ -57,8 +59,17 @@ class ZeroShotSplit:
         return {"train": self.seen, "val": self.val, "test": self.unseen}[part]
 
     def candidates(self, part: str) -> tuple[str, ...]:
-        """The labels a model scores over for ``part``: the part's own labels, plus the seen
-        labels for val / test when ``generalized`` (no duplicates, order kept)."""
+        """The labels a model scores over for ``part``: the part's own labels; for val / test
+        when ``generalized``, every label (seen, validation and unseen; order kept)."""
+        own = self.labels(part)
+        if part == "train" or not self.generalized:
+            return own
+        return self.all_labels
+
+    def gold_labels(self, part: str) -> tuple[str, ...]:
+        """The gold labels whose instances a part holds: ``labels(part)``; when
+        ``generalized``, also the seen labels for val and test (validation never holds an
+        unseen label)."""
         own = self.labels(part)
         if part == "train" or not self.generalized:
             return own
@@ -134,14 +145,24 @@ def typing_fold(fold: int, groups: Mapping[str, Sequence[str]] | Sequence[Sequen
     return ZeroShotSplit(seq[fold], seq[(fold + 1) % 3], seq[(fold + 2) % 3])
 
 
-def leave_one_type_out(types: Sequence[str], held_out: str) -> ZeroShotSplit:
-    """Generalised zero-shot over a small type set (Twitter's 4 types): train on the others,
-    validate and test on ``held_out`` while scoring over all types."""
+def leave_one_type_out(types: Sequence[str], held_out: str,
+                       validation: str | None = None) -> ZeroShotSplit:
+    """Generalised zero-shot over a small type set (Twitter's 4 types): test on ``held_out``
+    while scoring over all types; its labels are never used before the test.
+
+    ``validation=None``: train on every other type; validation = the dev posts of those seen
+    types (``val`` is empty). ``validation=V``: ``V`` is held out of training too and is the
+    validation label (seen types = the remaining ones).
+    """
     types = tuple(dict.fromkeys(types))
     if held_out not in types:
         raise ConfigError(f"held-out type {held_out!r} is not one of {list(types)}")
-    seen = tuple(t for t in types if t != held_out)
-    return ZeroShotSplit(seen, (held_out,), (held_out,), generalized=True)
+    if validation is not None and (validation not in types or validation == held_out):
+        raise ConfigError(f"validation type {validation!r} must be one of {list(types)} other "
+                          f"than the held-out type {held_out!r}")
+    val = (validation,) if validation is not None else ()
+    seen = tuple(t for t in types if t != held_out and t not in val)
+    return ZeroShotSplit(seen, val, (held_out,), generalized=True)
 
 
 def filter_examples(examples: Iterable[T], labels: Iterable[str],
@@ -149,6 +170,54 @@ def filter_examples(examples: Iterable[T], labels: Iterable[str],
     """The examples whose ``label_of(example)`` is in ``labels`` (order kept)."""
     keep = set(labels)
     return [ex for ex in examples if label_of(ex) in keep]
+
+
+def calibrated_predictions(logits: Sequence[Mapping[str, float]], seen: Iterable[str],
+                           gamma: float) -> list[str]:
+    """Calibrated stacking (Chao et al., 2016): the argmax of ``score - gamma`` for seen labels
+    and ``score`` for the others, per example (``logits``: candidate -> raw score)."""
+    seen = set(seen)
+    return [max(row, key=lambda c: row[c] - (gamma if c in seen else 0.0)) for row in logits]
+
+
+def choose_calibration(gold: Sequence[str], logits: Sequence[Mapping[str, float]],
+                       seen: Iterable[str]) -> dict[str, float]:
+    """The constant ``gamma`` subtracted from the seen labels' scores that maximises, on
+    validation, the harmonic mean of the accuracy on seen-label and on other-label examples.
+
+    Accuracy is piecewise constant in ``gamma`` with steps where an example's best seen score
+    minus its best other score, ``d_i``, equals ``gamma``; the candidates are 0, the midpoints
+    between consecutive ``d_i`` and a point beyond each end. Ties go to the smallest
+    ``|gamma|``. Returns ``{"gamma", "h", "seen_acc", "unseen_acc", "h_at_0"}``.
+    Raises :class:`ConfigError` when the validation examples hold no seen or no other label.
+    """
+    import numpy as np
+
+    seen = set(seen)
+    if len(gold) != len(logits):
+        raise ValueError(f"choose_calibration: {len(gold)} gold labels, {len(logits)} rows")
+    is_seen = np.array([g in seen for g in gold])
+    if is_seen.all() or not is_seen.any():
+        raise ConfigError("calibrated stacking needs validation examples of seen labels and of "
+                          "labels not seen in training (set data.validation_type)")
+    d, seen_ok, other_ok = [], [], []
+    for g, row in zip(gold, logits):
+        s_lab = max((c for c in row if c in seen), key=row.__getitem__)
+        o_lab = max((c for c in row if c not in seen), key=row.__getitem__)
+        d.append(row[s_lab] - row[o_lab])
+        seen_ok.append(s_lab == g)
+        other_ok.append(o_lab == g)
+    d, seen_ok, other_ok = np.array(d), np.array(seen_ok), np.array(other_ok)
+    u = np.unique(d)
+    cands = np.concatenate([[0.0, u[0] - 1.0, u[-1] + 1.0], (u[1:] + u[:-1]) / 2])
+    pred_seen = d[None, :] > cands[:, None]  # [C, N]: the seen label wins after the offset
+    correct = np.where(pred_seen, seen_ok[None, :], other_ok[None, :])
+    acc_s = correct[:, is_seen].mean(1)
+    acc_u = correct[:, ~is_seen].mean(1)
+    h = np.where(acc_s + acc_u > 0, 2 * acc_s * acc_u / np.maximum(acc_s + acc_u, 1e-12), 0.0)
+    best = max(range(len(cands)), key=lambda i: (round(float(h[i]), 12), -abs(cands[i])))
+    return {"gamma": float(cands[best]), "h": float(h[best]), "seen_acc": float(acc_s[best]),
+            "unseen_acc": float(acc_u[best]), "h_at_0": float(h[0])}
 
 
 def class_balanced_weights(example_labels: Sequence[str]) -> list[float]:

@@ -55,12 +55,16 @@ class ZeroShotTask(Task):
     zero_shot = True
     monitor = "accuracy"
 
-    def __init__(self, kind: str, split: ZeroShotSplit, label_texts: dict[str, str]):
+    def __init__(self, kind: str, split: ZeroShotSplit, label_texts: dict[str, str],
+                 calibration: float = 0.0):
         if kind not in ("typing", "zs_re"):
             raise ConfigError(f"zero-shot task kind {kind!r}")
         self.name = kind
         self.split = split
         self.label_texts = dict(label_texts)
+        #: calibrated stacking: subtracted from the seen labels' scores at evaluation and
+        #: prediction (chosen on validation, :meth:`calibrate`; saved with the model)
+        self.calibration = float(calibration)
         super().__init__(split.all_labels)
         missing = [l for l in self.labels if l not in self.label_texts]
         if missing:
@@ -69,11 +73,12 @@ class ZeroShotTask(Task):
     # ---- construction -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.name, "labels": self.labels, "split": self.split.to_dict(),
-                "label_texts": self.label_texts}
+                "label_texts": self.label_texts, "calibration": self.calibration}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ZeroShotTask":
-        return cls(d["task"], ZeroShotSplit.from_dict(d["split"]), d["label_texts"])
+        return cls(d["task"], ZeroShotSplit.from_dict(d["split"]), d["label_texts"],
+                   calibration=d.get("calibration", 0.0))
 
     @classmethod
     def from_config(cls, cfg, train: list[Example], splits: dict[str, list[Example]]) -> "ZeroShotTask":
@@ -88,36 +93,45 @@ class ZeroShotTask(Task):
             split = split_relations(labels, cfg.data.zero_shot_seed, n_seen=n_seen, n_val=n_val,
                                     n_unseen=n - n_seen - n_val)
             res = load_label_resource(cfg.data.label_descriptions or "mnre_relations")
-            texts = {l: (res.text(l, "name+description") if l in res.labels else relation_name(l))
+            field = cfg.data.label_text
+            texts = {l: (res.text(l, field) if l in res.labels else relation_name(l))
                      for l in split.all_labels}
             return cls("zs_re", split, texts)
         types = sorted({s.label for ex in every for s in ex.entities})
         if cfg.data.held_out_type:
-            if cfg.data.held_out_type not in types:
-                raise ConfigError(f"data.held_out_type={cfg.data.held_out_type!r} is not one of "
-                                  f"the data's types {types}")
-            split = leave_one_type_out(types, cfg.data.held_out_type)
-            texts = {t: "{}: {}".format(*TWITTER_TYPES.get(t, (t.lower(), t.lower())))
-                     for t in types}
+            for key in ("held_out_type", "validation_type"):
+                value = getattr(cfg.data, key)
+                if value is not None and value not in types:
+                    raise ConfigError(f"data.{key}={value!r} is not one of the data's types "
+                                      f"{types}")
+            split = leave_one_type_out(types, cfg.data.held_out_type, cfg.data.validation_type)
+            resource = cfg.data.label_descriptions or (
+                _default_resource(cfg, "typing") if cfg.data.name == "synthetic" else None)
+            if resource:
+                res = load_label_resource(resource)
+                texts = {t: res.text(t, cfg.data.label_text) for t in types}
+            else:
+                texts = {t: twitter_type_text(t, cfg.data.label_text) for t in types}
             return cls("typing", split, texts)
         res = load_label_resource(cfg.data.label_descriptions or _default_resource(cfg, "typing"))
         if len(res.groups) != 3:
             raise ConfigError(f"{res.path}: entity typing needs three label groups")
         split = typing_fold(cfg.data.zero_shot_fold, res.groups)
-        texts = {l: res.text(l, "name+description") for l in split.all_labels}
+        texts = {l: res.text(l, cfg.data.label_text) for l in split.all_labels}
         return cls("typing", split, texts)
 
     # ---- data -------------------------------------------------------------------------------
     def filter_splits(self, splits: dict[str, list[Example]], evaluation: bool = False):
         """Re-partition instances by label (pooled over the data set's splits), or, for the
-        generalised leave-one-type-out protocol, keep the data's splits and drop unseen types
-        from training."""
+        generalised leave-one-type-out protocol, keep the data's splits: train keeps the seen
+        types, dev the seen and validation types (never the held-out type: model selection
+        uses validation labels only), test the seen and held-out types."""
         pools = {s: expand_mentions(v) for s, v in splits.items()}
         pools = {s: [e for e in v if instance_label(e) != "None"] for s, v in pools.items()}
         if self.split.generalized:
             out = {}
             for s, v in pools.items():
-                allowed = set(self.split.seen) if s == "train" else set(self.labels)
+                allowed = set(self.split.gold_labels(PART_OF.get(s, "test")))
                 out[s] = [e for e in v if instance_label(e) in allowed]
             return out
         if evaluation:  # a single split handed in for evaluation: keep its unseen labels
@@ -150,6 +164,8 @@ class ZeroShotTask(Task):
                                  "label_input_ids": lab.input_ids,
                                  "label_attention_mask": lab.attention_mask,
                                  "candidates": cands}
+        if self.calibration and phase != "train":
+            batch["score_offset"] = self.score_offset(cands)
         if with_labels:
             idx = {c: i for i, c in enumerate(cands)}
             try:
@@ -158,15 +174,45 @@ class ZeroShotTask(Task):
                 raise DataError(f"gold label {e} is not among the candidate labels {cands}") from None
         return batch
 
+    def score_offset(self, candidates: Sequence[str]) -> torch.Tensor:
+        """``[L]``: the calibration constant for seen candidates, 0 for the others."""
+        seen = set(self.split.seen)
+        return torch.tensor([self.calibration if c in seen else 0.0 for c in candidates])
+
+    def calibrate(self, examples: Sequence[Example], predictions: Sequence[dict[str, Any]]
+                  ) -> dict[str, float]:
+        """Calibrated stacking: choose the constant on validation predictions (their raw
+        ``logits``) and keep it (:attr:`calibration`). Returns what
+        :func:`~mmie.tasks.zeroshot.choose_calibration` found."""
+        from mmie.tasks.zeroshot import choose_calibration
+
+        if not self.split.generalized:
+            raise ConfigError("calibrated stacking applies to generalised zero-shot only")
+        found = choose_calibration([instance_label(e) for e in examples],
+                                   [p["logits"] for p in predictions], self.split.seen)
+        self.calibration = found["gamma"]
+        return found
+
+    def sampling_weights(self, examples: Sequence[Example]) -> list[float]:
+        """Class-balanced sampling weights over the (seen) training labels: 1 / count."""
+        from mmie.tasks.zeroshot import class_balanced_weights
+
+        return class_balanced_weights([instance_label(e) for e in examples])
+
     def label_text(self, label: str) -> str:
         """The text a label is embedded from; a label the model never saw is read as is."""
         return self.label_texts.get(label, label)
 
     # ---- outputs ----------------------------------------------------------------------------
     def decode(self, examples, outputs):
-        return [{"label": o["label"], "score": round(float(o["score"]), 6),
+        out = []
+        for o in outputs:
+            d = {"label": o["label"], "score": round(float(o["score"]), 6),
                  "scores": {k: round(float(v), 6) for k, v in o.get("scores", {}).items()}}
-                for o in outputs]
+            if "logits" in o:  # raw (uncalibrated) scores: what calibration is chosen on
+                d["logits"] = {k: float(v) for k, v in o["logits"].items()}
+            out.append(d)
+        return out
 
     def evaluate(self, examples, predictions):
         gold = [instance_label(ex) for ex in examples]
@@ -174,8 +220,9 @@ class ZeroShotTask(Task):
         labels = sorted(set(gold))
         m = zero_shot_metrics(gold, pred, labels)
         out = {**m, "f1": m["macro_f1"], "n": len(gold), "chance": 1.0 / max(1, len(labels))}
-        if self.split.generalized:
-            g = generalized_metrics(gold, pred, self.split.seen, self.split.unseen)
+        if self.split.generalized:  # "unseen": every label not seen in training
+            others = [l for l in self.labels if l not in set(self.split.seen)]
+            g = generalized_metrics(gold, pred, self.split.seen, others)
             out.update({"seen_accuracy": g["seen_acc"], "unseen_accuracy": g["unseen_acc"],
                         "harmonic_mean": g["h"]})
             out["chance"] = 1.0 / max(1, len(self.labels))
@@ -205,6 +252,12 @@ class ZeroShotTask(Task):
         return results
 
 
+def twitter_type_text(label: str, field: str = "name+description") -> str:
+    """The built-in text of a Twitter NER type (``TWITTER_TYPES``) for a label-text field."""
+    name, desc = TWITTER_TYPES.get(label, (label.lower(), label.lower()))
+    return {"name": name, "description": desc}.get(field, f"{name}: {desc}")
+
+
 def relation_name(label: str) -> str:
     """``/per/loc/place_of_residence`` -> ``place of residence`` (a label without a text)."""
     return label.rstrip("/").split("/")[-1].replace("_", " ")
@@ -215,6 +268,10 @@ def _default_resource(cfg, kind: str) -> str:
         from mmie.data.paths import synthetic_dir
 
         return str(synthetic_dir(cfg.data.synthetic_size, cfg.cache_dir) / ("typing/types.json" if kind == "typing" else "re/relations.json"))
+    if kind == "typing" and cfg.data.name == "photos_typing":  # its own label file
+        from mmie.data import catalog
+
+        return str(catalog.data_dir(cfg.data.data_dir) / "photos_typing" / "types.json")
     return "mnre_relations" if kind == "re" else "wikidiverse_types"
 
 

@@ -270,7 +270,12 @@ def train(cfg: RunConfig, *, resume: bool = False,
         return make_loader(ExampleDataset(splits[split], rows[split]), collate, bs, shuffle,
                            tc.num_workers, cfg.seed, group_by_length=True,
                            bucket_batches=tc.length_bucketing if shuffle else 0,
-                           pin_memory=_cuda_training(tc.accelerator))
+                           pin_memory=_cuda_training(tc.accelerator),
+                           weights=train_weights if shuffle else None)
+
+    train_weights = None  # class-balanced sampling over the seen labels (zero-shot)
+    if hasattr(task, "sampling_weights") and cfg.data.class_balanced is not False:
+        train_weights = task.sampling_weights(splits["train"])
 
     train_dl = loader("train", tc.batch_size, True)
     dev_dl = loader("dev", tc.eval_batch_size, False)
@@ -308,11 +313,20 @@ def train(cfg: RunConfig, *, resume: bool = False,
     module.load_state_dict(state)
     best_epoch = _best_epoch(out / "metrics.jsonl", monitor)
 
-    with quiet_lightning_warnings():
+    with quiet_lightning_warnings():  # notices about mmie's deliberate set-up (see mmie.logs)
         trainer.validate(module, dev_dl, verbose=False)
+        calibration = None
+        if cfg.model.calibrated_stacking:  # the constant is chosen on validation, then applied
+            calibration = task.calibrate(module.last_eval["examples"],
+                                         module.last_eval["predictions"])
+            trainer.validate(module, dev_dl, verbose=False)
         dev_eval = eval_payload(module, cfg, "dev", task)
+        if calibration is not None:
+            dev_eval["calibration"] = calibration
         trainer.test(module, test_dl, verbose=False)
         test_eval = eval_payload(module, cfg, "test", task)
+        if calibration is not None:
+            test_eval["calibration_gamma"] = calibration["gamma"]
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
         ev = module.last_eval
