@@ -39,20 +39,56 @@ def _an_image(cfg) -> str:
 TEXT = "RT @bob : Jordan met Obama in Chicago , wow 😍 #NBA"
 
 
+SYNTHETIC_NER_LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER",
+                        "I-PER"]
+
+
+def _force(pred, label: str):
+    """Make the model's head answer ``label`` whatever the input (zero weights, one large
+    bias): the expected output is then known exactly."""
+    import torch
+
+    with torch.no_grad():
+        pred.model.head.proj.weight.zero_()
+        pred.model.head.proj.bias.zero_()
+        # far above every learned transition score (float32 marginals: 1 to about 1e-4)
+        pred.model.head.proj.bias[pred.task.labels.index(label)] = 40.0
+    return pred
+
+
 def test_ner_predict_new_post_with_and_without_image():
+    from mmie.data.tokenize import split_words
+
     out, _, cfg = _ner()
     pred = mmie.load(out / "model")
     info = pred.info()
-    assert info["task"] == "ner" and info["model"] == "mmib" and not info["zero_shot"]
+    assert (info["task"], info["model"], info["zero_shot"]) == ("ner", "mmib", False)
+    assert info["labels"] == SYNTHETIC_NER_LABELS
     img = _an_image(cfg)
+    # the same picture as a path or as bytes: the same prediction, to the last digit
+    assert pred.predict(text=TEXT, image=img) == pred.predict(text=TEXT,
+                                                              image=Path(img).read_bytes())
+    # every word tagged B-PER: each word is one PER entity with its own character offsets
+    _force(pred, "B-PER")
+    want = [{"text": w, "type": "PER", "start": s, "end": e,
+             "score": pytest.approx(1.0, abs=1e-4)} for w, s, e in split_words(TEXT)]
     for image in (img, Path(img).read_bytes(), None):
-        res = pred.predict(text=TEXT, image=image)
-        assert isinstance(res, list)
-        for e in res:
-            assert TEXT[e["start"]:e["end"]] == e["text"]
-            assert e["type"] in info["labels"] and 0.0 <= e["score"] <= 1.0
+        assert pred.predict(text=TEXT, image=image) == want
     # the loaded directory of a run also works (run dir -> run/model)
     assert mmie.load(out).info()["labels"] == info["labels"]
+
+
+def test_typed_results_render_to_the_api_json():
+    from mmie.inference.outputs import Entity, to_json, to_jsonl
+
+    out, _, _ = _ner()
+    pred = _force(mmie.load(out / "model"), "B-PER")
+    typed = pred.run([{"text": "Obama visits Paris"}])[0]
+    one = pytest.approx(1.0, abs=1e-4)
+    assert typed == [Entity("Obama", "PER", 0, 5, one), Entity("visits", "PER", 6, 12, one),
+                     Entity("Paris", "PER", 13, 18, one)]
+    assert to_json(typed) == pred.predict(text="Obama visits Paris")
+    assert json.loads(to_jsonl(typed)) == to_json(typed)
 
 
 def test_ner_char_offsets_with_odd_spacing_and_emoji(monkeypatch):
@@ -80,34 +116,70 @@ def test_ner_char_offsets_with_odd_spacing_and_emoji(monkeypatch):
         assert text[e["start"]:e["end"]] == e["text"]
 
 
+def _test_records(out, cfg, n=6):
+    """The run's own test predictions (its training-time test loop, cached image features)
+    with each post as text, its picture and its word offsets."""
+    from mmie.data.images import resolve_image
+    from mmie.data.tokenize import join_words
+    from mmie.training.data import image_dir_for
+
+    img_dir = image_dir_for(cfg, "test")
+    rows = []
+    for rec in read_jsonl(out / "predictions_test.jsonl")[:n]:
+        text, offs = join_words(rec["tokens"])
+        rows.append((rec, text, offs, str(resolve_image(img_dir, rec["image"]))))
+    return rows
+
+
+def _char(offs, span):
+    return (offs[span["start"]][0], offs[span["end"] - 1][1])
+
+
 def test_re_predict_with_head_tail_offsets():
     out, _, cfg = _re()
     pred = mmie.load(out / "model")
+    # new text, given as characters: the same answer as the training run's test loop gave
+    seen = set()
+    for rec, text, offs, image in _test_records(out, cfg):
+        head, tail = _char(offs, rec["head"]), _char(offs, rec["tail"])
+        res = pred.predict(text=text, image=image, head=head, tail=tail)
+        assert res["relation"] == rec["pred"] and res["head"] == list(head)
+        assert res["tail"] == list(tail)
+        assert res["score"] == pytest.approx(rec["score"], abs=1e-5)
+        seen.add(rec["pred"])
+    assert len(seen) >= 2  # not one label for everything
     text = "Jordan moved to Chicago last year"
     head, tail = (0, 6), (16, 23)
     assert text[slice(*head)] == "Jordan" and text[slice(*tail)] == "Chicago"
-    res = pred.predict(text=text, image=_an_image(cfg), head=head, tail=tail)
-    assert res["relation"] in pred.labels
-    assert res["head"] == [0, 6] and res["tail"] == [16, 23]
-    assert 0.0 <= res["score"] <= 1.0
-    no_img = pred.predict(text=text, head=head, tail=tail)
-    assert no_img["relation"] in pred.labels
+    _force(pred, "/per/loc/place_of_residence")
+    want = {"relation": "/per/loc/place_of_residence", "score": pytest.approx(1.0, abs=1e-6),
+            "head": [0, 6], "tail": [16, 23]}
+    assert pred.predict(text=text, image=_an_image(cfg), head=head, tail=tail) == want
+    assert pred.predict(text=text, head=head, tail=tail) == want  # without a picture
 
 
 def test_zero_shot_candidate_labels_at_call_time():
     out, _, cfg = _zs()
     pred = mmie.load(out / "model")
     assert pred.zero_shot
+    # default candidates (the unseen test labels): the training run's test predictions
+    for rec, text, offs, image in _test_records(out, cfg):
+        res = pred.predict(text=text, image=image, head=_char(offs, rec["mentions"][0]))
+        assert res["type"] == rec["pred"]
+        assert res["score"] == pytest.approx(rec["score"], abs=1e-5)
+        assert set(res["scores"]) == set(pred.task.candidates("test"))
     unseen = ["volcano eruption", "teapot", "submarine captain"]
     assert not set(unseen) & set(pred.labels)
     text = "Look at Etna tonight"
     res = pred.predict(text=text, head=(8, 12), candidate_labels=unseen, image=_an_image(cfg))
-    assert res["type"] in unseen
     assert set(res["scores"]) == set(unseen)
-    assert res["scores"][res["type"]] == max(res["scores"].values())
-    # default candidates (no labels given) come from the model's own label set
-    res2 = pred.predict(text=text, head=(8, 12))
-    assert res2["type"] in pred.labels
+    assert res["type"] == max(res["scores"], key=res["scores"].get)
+    assert res["score"] == res["scores"][res["type"]]
+    assert sum(res["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+    # the same labels in another order: the same scores (labels are inputs, not slots)
+    again = pred.predict(text=text, head=(8, 12), candidate_labels=unseen[::-1],
+                         image=_an_image(cfg))
+    assert again["scores"] == pytest.approx(res["scores"], abs=1e-5)
 
 
 def test_label_similarity_baseline_takes_unseen_labels_and_ignores_pictures():
@@ -128,15 +200,21 @@ def test_label_similarity_baseline_takes_unseen_labels_and_ignores_pictures():
 def test_predict_batch_equals_single_predictions():
     out, _, cfg = _ner()
     pred = mmie.load(out / "model")
+    # lower O so that the barely trained model tags entities: batch and single must agree on
+    # every field, scores included
+    import torch
+
+    with torch.no_grad():
+        pred.model.head.proj.bias[pred.task.labels.index("O")] -= 3.0
     img = _an_image(cfg)
     items = [{"text": TEXT, "image": img}, {"text": "Obama visits Paris"},
              {"tokens": ["Lincoln", "Park", "rocks"], "id": "x"}]
     batch = pred.predict_batch(items)
-    assert len(batch) == 3
     single = [pred.predict(text=TEXT, image=img), pred.predict(text="Obama visits Paris"),
               pred.predict(tokens=["Lincoln", "Park", "rocks"])]
-    strip = lambda rs: [[(e["start"], e["end"], e["type"]) for e in r] for r in rs]
-    assert strip(batch) == strip(single)
+    assert sum(len(r) for r in single) >= 3
+    assert [[{**e, "score": pytest.approx(e["score"], abs=1e-5)} for e in r] for r in single] \
+        == batch
 
 
 def test_cli_predict_text_and_image(capsys):
@@ -144,9 +222,7 @@ def test_cli_predict_text_and_image(capsys):
     img = _an_image(cfg)
     assert mmie.cli.main(["predict", str(out / "model"), "--text", TEXT, "--image", img]) == 0
     res = json.loads(capsys.readouterr().out)
-    api = mmie.load(out / "model").predict(text=TEXT, image=img)
-    assert [(e["start"], e["end"], e["type"]) for e in res] == \
-        [(e["start"], e["end"], e["type"]) for e in api]
+    assert res == mmie.load(out / "model").predict(text=TEXT, image=img)
 
 
 def test_cli_predict_re_offsets(capsys):
@@ -169,9 +245,7 @@ def test_cli_predict_jsonl_in_out(tmp_path, capsys):
                           "--output", str(dst)]) == 0
     got = read_jsonl(dst)
     assert len(got) == 2
-    want = mmie.load(out / "model").predict_batch(rows)
-    assert [[(e["start"], e["end"], e["type"]) for e in r] for r in got] == \
-        [[(e["start"], e["end"], e["type"]) for e in r] for r in want]
+    assert got == mmie.load(out / "model").predict_batch(rows)
     assert not (tmp_path / "out.jsonl.tmp").exists()
     assert "wrote 2 results" in capsys.readouterr().err
 
@@ -252,3 +326,114 @@ def test_version_subprocess():
 def test_no_command_prints_help(capsys):
     assert mmie.cli.main([]) == 2
     assert "Examples" in capsys.readouterr().out
+
+
+def test_serve_loads_the_ner_model_once(monkeypatch):
+    """``serve NER --re RE`` loads each model directory once: the pipeline reuses the loaded
+    NER predictor."""
+    import uvicorn
+
+    import mmie.inference.pipeline as pipeline_module
+    from mmie.serve.app import serve
+
+    ner_out, re_out = _ner()[0], _re()[0]
+    loads: list[str] = []
+    real_load = mmie.load
+
+    def counting(path, *a, **k):
+        loads.append(Path(path).name if Path(path).name != "model" else Path(path).parent.name)
+        return real_load(path, *a, **k)
+
+    monkeypatch.setattr(mmie, "load", counting)
+    monkeypatch.setattr(pipeline_module, "load", counting)
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app))
+    serve(ner_out / "model", port=0, re_model_dir=re_out / "model")
+    assert sorted(loads) == sorted([ner_out.name, re_out.name])
+    holder = seen["app"].state.mmie
+    assert holder.pipeline.ner is holder.predictor
+
+
+# --------------------------------------------------------------------------- a quiet demo
+DEMO_TINY = ["--epochs", "1", "--set", "model.text_encoder=random:tiny-bert", "--set",
+             "model.vision_encoder=random:tiny-resnet", "--set", "data.synthetic_size=60",
+             "--set", "trainer.batch_size=16"]
+DEMO_NOISE = ["LeafSpec", "module(s) in eval mode", "litlogger", "litmodels", "Tip:",
+              "GPU available", "TPU available", "Loading `train_dataloader`", "Trainer.fit",
+              "new embeddings will be initialized", "Loading weights", "Validation", "Testing",
+              "INFO", "Warning", "Ca n't"]
+
+
+def test_demo_output_is_quiet(tmp_path, capfd):
+    import warnings
+
+    from test_training_e2e import CACHE
+
+    out = tmp_path / "demo"
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert mmie.cli.main(["demo", "--output-dir", str(out), *DEMO_TINY, "--set",
+                              f"cache_dir={CACHE}"]) == 0
+    r = capfd.readouterr()
+    both = r.out + r.err + "\n".join(str(w.message) for w in caught)
+    for noise in DEMO_NOISE:
+        assert noise not in both, (noise, both)
+    # one line per epoch with the dev score, the summary table, the post as written
+    lines = [l.split("\r")[-1].strip() for l in r.err.splitlines() if "train loss" in l]
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/1  train loss ")
+    assert "dev/f1 " in lines[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (f"dev    {summary['dev']['precision']:.4f}" in r.out and
+            f"test   {summary['test']['precision']:.4f}" in r.out)
+    assert "split  precision  recall  f1" in r.out
+    assert "  text:  Can't stop thinking about Lincoln Park 😍" in r.out
+    printed = json.loads(r.out[r.out.index("image:"):].split("\n", 1)[1])
+    assert printed == mmie.load(out / "model").predict(
+        text="Can't stop thinking about Lincoln Park 😍",
+        image=str(CACHE / "synthetic-n60-seed0" / "images" / "ner_test_00000.png"))
+
+
+def test_demo_verbose_brings_the_detail_back(tmp_path, capsys, caplog):
+    from test_training_e2e import CACHE
+
+    out = tmp_path / "demo"
+    with caplog.at_level("INFO"):
+        assert mmie.cli.main(["-v", "demo", "--output-dir", str(out), *DEMO_TINY, "--set",
+                              f"cache_dir={CACHE}"]) == 0
+    printed = capsys.readouterr().out
+    assert '"selected_on": "dev/f1"' in printed  # the full summary JSON
+    assert any("GPU available" in r.getMessage() for r in caplog.records)
+
+
+def test_loading_the_embedded_text_encoder_prints_nothing(capfd):
+    from mmie.encoders.text import TextEncoder
+
+    capfd.readouterr()
+    TextEncoder("minilm")
+    err = capfd.readouterr().err
+    assert "new embeddings" not in err and "Loading weights" not in err, err
+
+
+def test_join_words_restores_the_post_as_written():
+    from mmie.data.tokenize import join_words, split_words
+
+    for post in ["Can't stop thinking about Lincoln Park 😍", "Big day for Paris!",
+                 "RT @newsdesk: Jackson is trending", "Jaguar vs Rio Grande... who wins?"]:
+        words = [w for w, _, _ in split_words(post)]
+        text, offs = join_words(words)
+        assert text == post and [text[s:e] for s, e in offs] == words
+    # no natural form that splits back into the same words: single spaces
+    assert join_words(["$", "5"]) == ("$ 5", [(0, 1), (2, 3)])
+
+
+def test_train_data_dir_flag_sets_the_data_root(monkeypatch, tmp_path):
+    """README: ``--data-dir`` works on ``mmie train`` (config key data.data_dir)."""
+    import mmie.training.train as train_module
+
+    seen = {}
+    monkeypatch.setattr(train_module, "train", lambda cfg, resume=False: seen.setdefault(
+        "cfg", cfg) and {})
+    assert mmie.cli.main(["train", "--data-dir", str(tmp_path), "--output-dir",
+                          str(tmp_path / "run")]) == 0
+    assert seen["cfg"].data.data_dir == str(tmp_path)

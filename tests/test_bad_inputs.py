@@ -535,12 +535,14 @@ def test_unwritable_output_fails_before_the_work(tmp_path, capsys, monkeypatch, 
     inp = tmp_path / "in.jsonl"
     inp.write_text('{"text": "Obama in Paris"}\n', encoding="utf-8")
     dst = tmp_path / "nodir" / "x.jsonl"
+    import mmie.inference.evaluate as evaluate
     import mmie.inference.predictor as predictor
 
     def no_work(*a, **k):  # the model must not even be loaded
         raise AssertionError("work started before the output path was checked")
 
     monkeypatch.setattr(predictor, "load", no_work)
+    monkeypatch.setattr(evaluate, "load", no_work)
     args = {"predict-input": ["predict", str(out / "model"), "--input", str(inp)],
             "predict-text": ["predict", str(out / "model"), "--text", "Obama"],
             "evaluate": ["evaluate", str(out / "model")]}[cmd]
@@ -604,3 +606,73 @@ def test_data_validate_a_folder_of_split_files(tmp_path, capsys):
     empty.mkdir()
     assert mmie.cli.main(["data", "validate", str(empty)]) == 1
     assert "no train/valid/test files found" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- messages
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` pixels (no pixel data: a bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data)))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) +
+            chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("w,h", [(10000, 10000), (20000, 10000)], ids=["over-pillow-warn",
+                                                                     "over-pillow-error"])
+def test_bomb_refusal_quotes_mmies_limit_not_pillows(w, h):
+    from PIL import Image as PILImage
+
+    data = _png_header(w, h)
+    with pytest.raises(ImageError, match=rf"{w * h} pixels exceeds the limit of 40000000 "
+                                         r"pixels") as ei:
+        load_image(data)
+    assert str(PILImage.MAX_IMAGE_PIXELS) not in str(ei.value)
+    assert str(2 * PILImage.MAX_IMAGE_PIXELS) not in str(ei.value)
+
+
+def test_http_bomb_and_unreadable_image_messages(client):
+    from PIL import Image as PILImage
+
+    r = client.post("/predict", data={"text": "Obama"},
+                    files={"image": ("b.png", _png_header(20000, 10000), "image/png")})
+    assert r.status_code == 413
+    detail = r.json()["detail"]
+    assert "200000000 pixels exceeds the limit of 40000000 pixels" in detail
+    assert str(2 * PILImage.MAX_IMAGE_PIXELS) not in detail
+    r = client.post("/predict", data={"text": "Obama"},
+                    files={"image": ("c.png", b"not a picture at all", "image/png")})
+    assert r.status_code == 415
+    detail = r.json()["detail"]
+    assert "BytesIO" not in detail and " at 0x" not in detail
+    assert "not an image file" in detail and "send PNG, JPEG" in detail
+
+
+def test_directory_given_as_image(tmp_path):
+    with pytest.raises(ImageError, match="is a directory, not an image file") as ei:
+        load_image(tmp_path)
+    assert str(tmp_path) in str(ei.value)
+    _, pred = _ner_pred()
+    with pytest.raises(ImageError, match="is a directory"):
+        pred.predict(text="Obama in Paris", image=str(tmp_path))
+
+
+def test_evaluate_ner_model_on_relation_data_says_wrong_task(tmp_path, capsys):
+    out, _ = _ner_pred()
+    d = _mnre_folder(tmp_path)
+    rc = mmie.cli.main(["evaluate", str(out / "model"), "--data", str(d), "--split", "test"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "wrong task" in err and "is an NER model" in err and "relation instances" in err
+    assert "B-ENTITY" not in err
+
+
+def test_http_model_info_names_no_server_path(client):
+    info = client.get("/model").json()
+    assert info["path"] == "model" and info["task"] == "ner"
+    assert "/" not in json.dumps(info).replace("/per/", "").replace("random:", "")

@@ -134,6 +134,9 @@ def test_page_ner_entities_with_picture(browser, picture):
         page.click("#submit")
         page.wait_for_selector("#error:not([hidden])", timeout=10_000)
         assert page.locator("#error").inner_text().startswith("500: model error")
+        # ... and the previous post's result is gone
+        assert page.locator("#output").is_hidden()
+        assert page.locator("#annotated span.entity").count() == 0
         assert errors == []
         page.close()
     assert (ARTIFACTS / "ner.png").stat().st_size > 5000
@@ -160,5 +163,28 @@ def test_page_relation_head_tail_offsets(browser, picture):
         page.fill("#tail", "Boston")
         page.click("#submit")
         assert "does not occur" in page.locator("#error").inner_text()
+        assert errors == []
+        page.close()
+
+
+def test_page_with_a_bearer_token(browser):
+    """A service started with --token: the page asks for the token, then works with it."""
+    with _Server(create_app(FakeNER(), token="s3cret")) as url:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("#error:not([hidden])", timeout=10_000)
+        assert "access token" in page.locator("#error").inner_text()
+        assert page.locator("#token-field").is_visible()
+        page.fill("#token", "s3cret")
+        page.click("#token-apply")
+        page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+        page.fill("#text", POST)
+        page.click("#submit")
+        page.wait_for_selector("body[data-rendered='1']", timeout=10_000)
+        ents = page.locator("#annotated span.entity")
+        assert [ents.nth(i).get_attribute("data-type") for i in range(ents.count())] == \
+            ["PER", "LOC"]
         assert errors == []
         page.close()

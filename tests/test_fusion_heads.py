@@ -24,8 +24,16 @@ def test_cross_modal_fusion_shapes_and_no_image(layers):
     fusion = CrossModalFusion(D, num_heads=4, dropout=0.0, layers=layers).eval()
     text, tmask, image, imask = _inputs()
     out = fusion(text, tmask, image, imask)
-    assert isinstance(out, tuple) and out.text.shape == (B, T, D) and out.image.shape == (B, R, D)
-    assert torch.isfinite(out.text).all() and torch.isfinite(out.image).all()
+    assert out.text.shape == (B, T, D) and out.image.shape == (B, R, D)
+    # closed form for the post without an image (row 2): every attention over the image
+    # returns zeros, so each image-to-text block is LN(t), then its feed-forward sub-layer,
+    # and the read-out adds nothing: out = LN(t)
+    t = text[2]
+    with torch.no_grad():
+        for blk in fusion.img2txt:
+            t = blk.norm(t)
+            t = blk.norm_ffn(t + blk.ffn(t))
+        assert torch.allclose(out.text[2], fusion.norm(t), atol=1e-5)
     # the post without an image ignores whatever sits in its image slots ...
     other = image.clone()
     other[2] = torch.randn(R, D) * 10

@@ -132,7 +132,10 @@ def test_health_model_docs(client, ner):
     assert set(body) == {"application/json", "multipart/form-data"}
     assert body["application/json"]["schema"]["additionalProperties"] is False
     assert "/extract" in spec["paths"]
-    assert "swagger" in client.get("/docs").text.lower()
+    # the docs page works offline: rendered on the server, nothing loaded from a CDN
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "POST /predict" in docs.text and "candidate_labels" in docs.text
+    assert "<script" not in docs.text and "cdn" not in docs.text.lower()
     page = client.get("/")
     assert page.status_code == 200 and "<textarea" in page.text
     assert client.get("/static/app.js").status_code == 200
@@ -431,3 +434,152 @@ def test_serve_loads_the_model_and_runs_uvicorn(monkeypatch, tmp_path):
     with TestClient(seen["app"]) as c:
         assert c.get("/health").json()["limits"]["max_text_chars"] == 99
         assert c.post("/extract", json={"text": TEXT}).status_code == 404
+
+
+# --------------------------------------------------------------------------- exposure, slow clients
+def test_bearer_token_guards_everything_but_the_page_and_health():
+    with TestClient(create_app(FakeNER(), token="s3cret")) as c:
+        assert c.get("/health").json()["auth"] is True
+        assert c.get("/").status_code == 200 and c.get("/static/app.js").status_code == 200
+        for method, path in (("get", "/model"), ("post", "/predict"), ("get", "/docs"),
+                             ("get", "/openapi.json")):
+            r = getattr(c, method)(path, **({"json": {"text": TEXT}} if method == "post" else {}))
+            assert r.status_code == 401, path
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert "Authorization: Bearer <token>" in r.json()["detail"]
+        r = c.post("/predict", json={"text": TEXT}, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401
+        ok = {"Authorization": "Bearer s3cret"}
+        r = c.post("/predict", json={"text": TEXT}, headers=ok)
+        assert r.status_code == 200 and [e["text"] for e in r.json()["result"]] == ["Jordan",
+                                                                                    "Chicago"]
+        assert c.get("/model", headers=ok).status_code == 200
+    with TestClient(create_app(FakeNER())) as c:  # no token: open, as before
+        assert c.get("/health").json()["auth"] is False
+        assert c.post("/predict", json={"text": TEXT}).status_code == 200
+
+
+def test_model_info_has_no_absolute_path():
+    class WithPath(FakeNER):
+        def info(self):
+            return {**super().info(), "path": "/srv/secret/runs/ner/model"}
+
+        def predict(self, text, image=None, **kw):
+            if "OPEN" in text:
+                raise FileNotFoundError("/srv/secret/runs/ner/model/extra.bin missing")
+            return super().predict(text, image, **kw)
+
+    with TestClient(create_app(WithPath())) as c:
+        info = c.get("/model").json()
+        assert info["path"] == "model"
+        r = c.post("/predict", json={"text": "OPEN it"})
+        assert r.status_code == 500
+        assert "/srv" not in r.json()["detail"] and ".../extra.bin" in r.json()["detail"]
+
+
+def _scope(path="/predict"):
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                         (b"host", b"t")],
+            "client": ("127.0.0.1", 1), "server": ("t", 80)}
+
+
+def test_client_disconnecting_mid_body_logs_one_line_not_a_traceback(caplog):
+    app = create_app(FakeNER())
+    sent: list[dict] = []
+
+    async def main():
+        messages = [{"type": "http.request", "body": b'{"text": "Jor', "more_body": True},
+                    {"type": "http.disconnect"}]
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        await app(_scope(), receive, send)  # returns: nothing raised into the server
+
+    with caplog.at_level("INFO", logger="mmie.serve"):
+        asyncio.run(main())
+    assert sent == []  # nobody to answer
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mmie.serve"]
+    assert lines == ["POST /predict: the client disconnected before sending the whole body"]
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408():
+    app = create_app(FakeNER(), body_timeout_s=0.2)
+    sent: list[dict] = []
+
+    async def main():
+        first = [{"type": "http.request", "body": b'{"text": "Jor', "more_body": True}]
+
+        async def receive():
+            if first:
+                return first.pop(0)
+            await asyncio.sleep(30)  # a slow client that never finishes
+
+        async def send(message):
+            sent.append(message)
+
+        t0 = time.perf_counter()
+        await asyncio.wait_for(app(_scope(), receive, send), 5)
+        return time.perf_counter() - t0
+
+    took = asyncio.run(main())
+    assert took < 3
+    assert sent[0]["status"] == 408
+    assert json.loads(sent[1]["body"])["detail"] == ("the request body did not arrive within "
+                                                     "0.2 s (body_timeout_s)")
+    with TestClient(create_app(FakeNER())) as c:
+        assert c.get("/health").json()["limits"]["body_timeout_s"] == 30.0
+
+
+@pytest.mark.parametrize("port,why", [(70000, "between 0 and 65535"), (-1, "between 0 and 65535")])
+def test_serve_refuses_a_bad_port_before_loading_the_model(monkeypatch, capsys, port, why):
+    import mmie
+    import mmie.cli
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the port was checked")
+
+    monkeypatch.setattr(mmie, "load", no_load)
+    assert mmie.cli.main(["serve", "some/model", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"--port {port}: a TCP port is {why}" in err
+
+
+def test_serve_refuses_a_port_in_use_before_loading_the_model(monkeypatch, capsys):
+    import socket
+
+    import mmie
+    import mmie.cli
+
+    monkeypatch.setattr(mmie, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert mmie.cli.main(["serve", "some/model", "--port", str(port)]) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_serve_token_from_flag_or_environment(monkeypatch):
+    import uvicorn
+
+    import mmie
+    import mmie.cli
+
+    seen = {}
+    monkeypatch.setattr(mmie, "load", lambda path: FakeNER())
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app))
+    for args, env in ((["--token", "abc"], None), ([], "abc")):
+        if env:
+            monkeypatch.setenv("MMIE_TOKEN", env)
+        assert mmie.cli.main(["serve", "m", "--port", "0", *args]) == 0
+        with TestClient(seen["app"]) as c:
+            assert c.post("/predict", json={"text": TEXT}).status_code == 401
+            assert c.post("/predict", json={"text": TEXT},
+                          headers={"Authorization": "Bearer abc"}).status_code == 200

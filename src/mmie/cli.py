@@ -1,16 +1,26 @@
-"""The ``mmie`` command: thin wrappers around importable functions."""
+"""The ``mmie`` command: thin wrappers around importable functions.
+
+Each command imports its own stack (torch, Lightning, transformers, FastAPI) inside its
+``cmd_*`` function when it runs: those imports are heavy, and ``mmie --help``, ``--version``
+and argument errors must stay instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 import mmie
-from mmie.errors import MMIEError
+from mmie.data.io import iter_json_objects
+from mmie.errors import DataError, MMIEError
+from mmie.inference.outputs import to_json, to_jsonl
+from mmie.logs import setup_cli_logging
 
 EXAMPLES = {
     "train": "mmie train configs/mmib_twitter2015.yaml --set trainer.max_epochs=10 --set seed=2",
@@ -154,6 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--re", dest="re_model", help="an RE model directory: adds POST /extract "
                    "(entities and relations from raw text) with MODEL_DIR as the NER model")
+    s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route but the "
+                   "page and /health (default: $MMIE_TOKEN; none = open)")
     pl = add("plot", "write PNG figures (loss terms, dev metrics, confusion) of a run")
     pl.add_argument("run_dir")
     pl.add_argument("--out-dir")
@@ -187,8 +199,6 @@ def _offsets(text: str | None, name: str) -> tuple[int, int] | None:
 def _read_jsonl_items(path: str, with_lines: bool = False) -> list[Any]:
     """The JSON objects of a JSONL file (blank lines skipped); with ``with_lines``,
     ``(line_number, object)`` pairs."""
-    from mmie.data.io import iter_json_objects
-
     return [(lineno, d) if with_lines else d for lineno, d in iter_json_objects(path)]
 
 
@@ -203,8 +213,6 @@ def check_output_file(output: str | None, flag: str = "--output") -> None:
         raise MMIEError(f"{flag} {out}: is a directory; give a file name")
     if not parent.is_dir():
         raise MMIEError(f"{flag} {out}: the folder {parent} does not exist; create it first")
-    import os
-
     if not os.access(parent, os.W_OK | os.X_OK):
         raise MMIEError(f"{flag} {out}: the folder {parent} is not writable")
 
@@ -212,13 +220,13 @@ def check_output_file(output: str | None, flag: str = "--output") -> None:
 def _write_results(results: list[Any], output: str | None) -> None:
     if output is None:
         for r in results:
-            print(json.dumps(r, ensure_ascii=False))
+            print(to_jsonl(r))
         return
     out = Path(output)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for r in results:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.write(to_jsonl(r) + "\n")
     tmp.replace(out)
     print(f"wrote {len(results)} results to {out}", file=sys.stderr)
 
@@ -289,6 +297,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     if tr:
         extra["trainer"] = tr
     cfg = load_config(a.config, a.overrides, extra)
+    from mmie.logs import tame_lightning
+
+    tame_lightning()
     summary = train(cfg, resume=a.resume)
     if summary:
         _print_json({k: v for k, v in summary.items() if k != "report"})
@@ -322,19 +333,15 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.input:
         numbered = _read_jsonl_items(a.input, with_lines=True)
         items = [d for _, d in numbered]
-        from tqdm.auto import tqdm
-
-        from mmie.errors import DataError
-
         results = []
         for i in tqdm(range(0, len(items), 32), desc="predict", disable=len(items) <= 32):
             try:
-                results.extend(pred.predict_batch(items[i:i + 32]))
+                results.extend(pred.run(items[i:i + 32]))
             except DataError:
                 # find the offending line so the message names it (nothing is written)
                 for lineno, item in numbered[i:i + 32]:
                     try:
-                        pred.predict_batch([item])
+                        pred.preprocess([item])
                     except DataError as e:
                         raise DataError(e.reason, path=a.input, line=lineno,
                                         field=e.field) from None
@@ -342,12 +349,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
         _write_results(results, a.output)
         return 0
     cands = [c.strip() for c in a.candidate_labels.split(",")] if a.candidate_labels else None
-    res = pred.predict(text=a.text, image=a.image, head=_offsets(a.head, "head"),
-                       tail=_offsets(a.tail, "tail"), candidate_labels=cands)
+    item = {"text": a.text, "image": a.image, "head": _offsets(a.head, "head"),
+            "tail": _offsets(a.tail, "tail"), "candidate_labels": cands}
+    res = pred.run([{k: v for k, v in item.items() if v is not None}])[0]
     if a.output:
         _write_results([res], a.output)
     else:
-        _print_json(res)
+        _print_json(to_json(res))
     return 0
 
 
@@ -373,7 +381,7 @@ def cmd_extract(a: argparse.Namespace) -> int:
 def cmd_serve(a: argparse.Namespace) -> int:
     from mmie.serve.app import serve
 
-    serve(a.model_dir, host=a.host, port=a.port, re_model_dir=a.re_model)
+    serve(a.model_dir, host=a.host, port=a.port, re_model_dir=a.re_model, token=a.token)
     return 0
 
 
@@ -395,38 +403,61 @@ def cmd_plot_zs(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    """Synthetic set -> MMIB training -> test evaluation -> reload -> prediction."""
+    """Synthetic set -> MMIB training -> test evaluation -> reload -> prediction. Quiet unless
+    ``-v``: one progress bar and one line per epoch, the summary table, the prediction."""
     from mmie.config import load_config
-    from mmie.data.tokenize import words_to_text
+    from mmie.data.images import resolve_image
+    from mmie.data.tokenize import join_words
     from mmie.inference.predictor import load
+    from mmie.logs import tame_lightning, verbose
+    from mmie.training.data import image_dir_for, load_examples
+    from mmie.training.progress import EpochLines
     from mmie.training.train import train
 
     cfg_file = Path(__file__).resolve().parents[2] / "configs" / f"mmib_synthetic_{a.task}.yaml"
-    overrides = [f"output_dir={a.output_dir}", f"trainer.max_epochs={a.epochs}", *a.overrides]
-    cfg = load_config(cfg_file if cfg_file.exists() else None, overrides,
+    overrides = [f"output_dir={a.output_dir}", f"trainer.max_epochs={a.epochs}"]
+    callbacks = []
+    if not verbose():  # Lightning's bars (train, validation, test) -> one bar + line per epoch
+        overrides.append("trainer.progress=false")
+        callbacks.append(EpochLines())
+    cfg = load_config(cfg_file if cfg_file.exists() else None, [*overrides, *a.overrides],
                       None if cfg_file.exists() else {"model": {"task": a.task}})
-    summary = train(cfg)
-    _print_json({k: v for k, v in summary.items() if k != "report"})
+    tame_lightning()
+    summary = train(cfg, callbacks=callbacks)
+    if verbose():
+        _print_json({k: v for k, v in summary.items() if k != "report"})
+    print(summary_table(summary))
     pred = load(Path(a.output_dir) / "model")
-    from mmie.training.data import image_dir_for, load_examples
-
     ex = load_examples(cfg, "test")[0]
     img_dir = image_dir_for(cfg, "test")
-    from mmie.data.images import resolve_image
-
     found = resolve_image(img_dir, ex.image) if img_dir and ex.image else None
     image = str(found) if found else None
-    text, offs = words_to_text(ex.tokens)
-    if a.task == "ner":
-        res = pred.predict(text=text, image=image)
-    else:
+    text, offs = join_words(ex.tokens)  # the post as written, not its words re-joined
+    item: dict[str, Any] = {"text": text, "image": image}
+    if a.task != "ner":
         h, t = ex.head, ex.tail
-        res = pred.predict(text=text, image=image, head=(offs[h.start][0], offs[h.end - 1][1]),
-                           tail=(offs[t.start][0], offs[t.end - 1][1]))
-    print(f"\nreloaded {a.output_dir}/model and predicted on a test post:\n  text: {text}\n"
+        item.update(head=(offs[h.start][0], offs[h.end - 1][1]),
+                    tail=(offs[t.start][0], offs[t.end - 1][1]))
+    res = pred.run([item])[0]
+    print(f"\nreloaded {a.output_dir}/model and predicted on a test post:\n  text:  {text}\n"
           f"  image: {image}")
-    _print_json(res)
+    _print_json(to_json(res))
     return 0
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The end-of-training summary: scores of the selected model on dev and test, and how it
+    was selected."""
+    keys = [k for k in ("precision", "recall", "f1", "strict_f1", "accuracy", "macro_f1")
+            if k in summary["test"]]
+    rows = [["split", *keys]] + [[s, *(f"{summary[s][k]:.4f}" for k in keys)]
+                                 for s in ("dev", "test")]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    head = (f"{summary['model']} on {summary['data']} ({summary['task']}): "
+            f"{summary['epochs_run']} epochs, best epoch {summary['best_epoch']} (selected on "
+            f"{summary['selected_on']}), {summary['train_seconds']:.1f} s on {summary['device']}")
+    return "\n".join(["", head, *lines, f"model saved to {summary['model_dir']}"])
 
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
@@ -437,8 +468,7 @@ COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_cli_logging(a.verbose)
     if a.command is None:
         parser.print_help()
         return 2

@@ -17,6 +17,7 @@ how many images were loaded, missing, corrupt, too large, blanked and skipped.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -26,7 +27,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from mmie.errors import ImageError
 
 __all__ = ["POLICIES", "IMAGE_SUFFIXES", "resolve_image", "ImageLoader", "load_image",
-           "blank_image"]
+           "blank_image", "probe_size"]
 
 POLICIES = ("error", "skip", "blank")
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg")
@@ -90,6 +91,49 @@ def _describe_limit(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
 
 
+def _too_many_pixels(pixels: int | str, max_pixels: int, where) -> ImageError:
+    return _err(f"image of {pixels} pixels exceeds the limit of {max_pixels} pixels "
+                "(decompression-bomb guard)", path=where, kind="too_large")
+
+
+def _bomb_error(e: Exception, max_pixels: int, where) -> ImageError:
+    """Pillow's own refusal of a huge image, reworded against mmie's limit (Pillow's message
+    quotes its own ``MAX_IMAGE_PIXELS``, which is not the limit in force here)."""
+    m = re.search(r"\((\d+) pixels\)", str(e))
+    return _too_many_pixels(m.group(1) if m else "too many", max_pixels, where)
+
+
+def _open(src: io.BytesIO, where, max_pixels: int) -> Image.Image:
+    """``Image.open`` with mmie's pixel limit in place of Pillow's (the header only)."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own MAX_IMAGE_PIXELS; mmie's max_pixels decides below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(src)
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(e, max_pixels, where) from None
+    except UnidentifiedImageError:
+        raise _err("not an image file (Pillow cannot identify its format)", path=where,
+                   kind="corrupt") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise _err(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+                   "pixels (decompression-bomb guard)", path=where, kind="too_large")
+    return im
+
+
+def probe_size(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` from an image's header, before any pixel is decoded; raises
+    :class:`ImageError` (``kind`` 'too_large' or 'corrupt') like :func:`load_image`."""
+    try:
+        with _open(io.BytesIO(data), "<bytes>", max_pixels) as im:
+            return im.size
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise _err(f"corrupt image ({e})", path="<bytes>", kind="corrupt") from None
+
+
 def _decode(data: bytes, path: Path | None, *, max_pixels: int) -> Image.Image:
     """Open, guard, fully decode and normalise one image; raise ImageError (``kind``
     'corrupt' or 'too_large') on any problem."""
@@ -98,12 +142,7 @@ def _decode(data: bytes, path: Path | None, *, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(src)
-            w, h = im.size
-            if w * h > max_pixels:
-                raise _err(f"image of {w}x{h} = {w * h} pixels exceeds the limit of "
-                           f"{max_pixels} pixels (decompression-bomb guard)",
-                           path=where, kind="too_large")
+            im = _open(src, where, max_pixels)
             if ImageFile.LOAD_TRUNCATED_IMAGES:
                 # someone enabled Pillow's global leniency; this loader never accepts
                 # truncated files, so decode with it off for this call
@@ -117,8 +156,7 @@ def _decode(data: bytes, path: Path | None, *, max_pixels: int) -> Image.Image:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise _err(f"image is too large to decode safely ({e})", path=where,
-                   kind="too_large") from None
+        raise _bomb_error(e, max_pixels, where) from None
     except UnidentifiedImageError:
         raise _err("not an image file (Pillow cannot identify its format)", path=where,
                    kind="corrupt") from None
@@ -165,6 +203,9 @@ def load_image(source: str | Path | bytes | Image.Image, *,
         return _decode(data, None, max_pixels=max_pixels)
     if isinstance(source, (str, Path)):
         p = Path(source)
+        if p.is_dir():
+            raise _err("is a directory, not an image file; give the path of a picture",
+                       path=p, kind="missing")
         if not p.is_file():
             raise _err("image file not found", path=p, kind="missing")
         size = p.stat().st_size

@@ -49,7 +49,7 @@ import regex
 
 from mmie.errors import DataError
 
-__all__ = ["split_words", "words_to_text", "SPLITTER_VERSION"]
+__all__ = ["split_words", "words_to_text", "join_words", "SPLITTER_VERSION"]
 
 #: Bumped whenever the splitting rules change (models record it with their vocabulary).
 SPLITTER_VERSION = 1
@@ -142,3 +142,24 @@ def words_to_text(words: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
         parts.append(w)
         pos += len(w)
     return " ".join(parts), offsets
+
+
+#: words written against the previous one: clitics and closing punctuation
+_ATTACH = regex.compile(r"^(?:n't|'s|'re|'ve|'ll|'d|'m|[,.!?;:%)\]}]+|\.\.\.|…)$", regex.IGNORECASE)
+
+
+def join_words(words: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Words (as :func:`split_words` makes them) back into natural text: clitics (``n't``,
+    ``'s``) and closing punctuation go against the previous word, so ``["Ca", "n't", "stop",
+    "!"]`` gives ``"Can't stop!"``. The result is checked: when :func:`split_words` of it does
+    not give ``words`` back, the words are joined by single spaces (:func:`words_to_text`).
+    Returns the text and each word's ``(start, end)``."""
+    text, offsets = "", []
+    for i, w in enumerate(words):
+        if i and not _ATTACH.match(w):
+            text += " "
+        offsets.append((len(text), len(text) + len(w)))
+        text += w
+    if [(w, s, e) for w, (s, e) in zip(words, offsets)] == split_words(text):
+        return text, offsets
+    return words_to_text(words)

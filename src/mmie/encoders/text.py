@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from mmie.errors import ConfigError, DataError
+from mmie.logs import quiet_transformers
 
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
@@ -145,7 +146,8 @@ class TextEncoder(nn.Module):
             try:
                 # always fp32 parameters (a checkpoint stored in fp16 would otherwise load as
                 # fp16); mixed precision is the trainer's job (trainer.precision)
-                model = AutoModel.from_pretrained(path).float()
+                with quiet_transformers():  # no weight-loading bar in the CLI's output
+                    model = AutoModel.from_pretrained(path).float()
             except OSError as e:
                 raise ConfigError(f"cannot load text encoder {self.name!r} ({path}): {e}") from e
         else:
@@ -158,7 +160,8 @@ class TextEncoder(nn.Module):
         self.entity_markers = _choose_markers(tokenizer)
         self.tokenizer.add_tokens(list(self.entity_markers), special_tokens=True)
         if model.get_input_embeddings().num_embeddings != len(self.tokenizer):
-            model.resize_token_embeddings(len(self.tokenizer))
+            with quiet_transformers():  # the "new embeddings will be initialized" notice
+                model.resize_token_embeddings(len(self.tokenizer))
         self._check_markers(self.entity_markers)
 
     # ---- properties -------------------------------------------------------------------------

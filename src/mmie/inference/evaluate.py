@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
+from tqdm.auto import tqdm
+
+from mmie.errors import ConfigError
+from mmie.inference.predictor import load
 
 
 def config_for_data(cfg, data: str | None = None, data_dir: str | None = None,
@@ -36,6 +39,19 @@ def config_for_data(cfg, data: str | None = None, data_dir: str | None = None,
     return cfg
 
 
+def check_task_fits(task: str, examples, data: str, split: str, model_dir) -> None:
+    """Refuse to score a model on data of another task (an NER model on MNRE relation
+    instances, an RE model on tagged posts) with an error that says so, instead of a label
+    error deep in the encoding."""
+    has_rel = any(ex.relations for ex in examples)
+    kind = "relation instances (RE)" if has_rel else "tagged posts (NER)"
+    if (task == "ner" and has_rel) or (task == "re" and examples and not has_rel):
+        want = "NER (CoNLL posts)" if task == "ner" else "RE (MNRE-style relation instances)"
+        raise ConfigError(f"wrong task: {model_dir} is an {task.upper()} model but {data!r} "
+                          f"split {split!r} holds {kind}; pass --data with {want} data, or "
+                          f"evaluate a model of the data's task")
+
+
 def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "test",
              data_dir: str | None = None, image_dir: str | None = None,
              image_policy: str | None = None, output: str | Path | None = None,
@@ -47,9 +63,8 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     for NER; micro P/R/F1 without ``None`` for RE). With ``output``, writes one JSON line per
     example holding the gold and predicted spans / labels.
     """
-    from tqdm.auto import tqdm
-
-    from mmie.inference.predictor import load
+    # the training data path (examples -> cached image features -> loader); imports Lightning,
+    # which prediction alone never needs
     from mmie.training.data import (Collator, ExampleDataset, compute_image_features,
                                     load_examples, make_loader)
 
@@ -66,6 +81,7 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
         examples = task.filter_splits(pooled)["dev" if split in ("dev", "valid", "val") else split]
     else:
         examples = load_examples(cfg, split)
+        check_task_fits(task.name, examples, cfg.data.name, split, model_dir)
     report: dict[str, Any] = {"examples": len(examples)}
     features, rows = None, None
     if model.vision is not None:
@@ -74,10 +90,8 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     dl = make_loader(ExampleDataset(examples, rows), Collator(task, model.text,
                      cfg.data.max_length, features, phase=split), batch_size, False)
     outputs: list[Any] = []
-    with torch.no_grad():
-        for batch in tqdm(dl, desc=f"evaluate {split}", disable=not progress):
-            batch = {k: v.to(pred.device) if hasattr(v, "to") else v for k, v in batch.items()}
-            outputs.extend(model.predict(batch))
+    for batch in tqdm(dl, desc=f"evaluate {split}", disable=not progress):
+        outputs.extend(pred.forward_batch(batch))  # the forward step of every prediction
     preds = task.decode(examples, outputs)
     scores = task.evaluate(examples, preds)
     result = {"model_dir": str(model_dir), "data": cfg.data.name, "split": split,

@@ -29,10 +29,14 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
+from mmie.data.images import load_image
 from mmie.data.schema import Example, Relation, Span
 from mmie.errors import ConfigError, DataError
+from mmie.inference.outputs import EntityPair, Extraction, to_json
 from mmie.inference.predictor import Predictor, load
+from mmie.inference.request import Request, check_candidate_labels
 
 NONE_LABEL = "None"
 #: NER type -> MNRE signature type
@@ -126,17 +130,18 @@ class Pipeline:
         items = list(items)
         starts = range(0, len(items), self.post_batch_size)
         if progress:
-            from tqdm.auto import tqdm
-
             starts = tqdm(starts, desc="extract", unit="chunk",
                           disable=len(items) <= self.post_batch_size)
         out: list[dict[str, list[dict]]] = []
         for i in starts:
-            out.extend(self._extract_chunk(items[i:i + self.post_batch_size], offset=i))
+            chunk = self._extract_chunk(items[i:i + self.post_batch_size], offset=i)
+            out.extend(to_json(x) for x in chunk)
         return out
 
     # ---- steps -------------------------------------------------------------------------------
-    def _check_item(self, n: int, item: Any) -> tuple[str, Any, list[str] | None]:
+    def _check_item(self, n: int, item: Any) -> tuple[Request, list[str] | None]:
+        """Item ``n`` validated: the NER model's :class:`Request` (text split into words) and
+        the relation candidate labels (zero-shot RE only; duplicates and ``None`` dropped)."""
         if not isinstance(item, dict):
             raise DataError(f"item {n} must be an object with 'text', got {type(item).__name__}")
         unknown = set(item) - _ITEM_KEYS
@@ -145,17 +150,15 @@ class Pipeline:
                             f"{sorted(_ITEM_KEYS)}")
         if item.get("text") is None:
             raise DataError(f"item {n} has no 'text'", field="text")
-        cands = item.get("candidate_labels")
+        cands = check_candidate_labels(item.get("candidate_labels"), self.zero_shot,
+                                       "this pipeline's relation model", self.relation_labels)
         if cands is not None:
-            if not self.zero_shot:
-                raise DataError("candidate_labels are only accepted with a zero-shot relation "
-                                f"model; this one predicts {self.relation_labels}",
-                                field="candidate_labels")
             cands = [c for c in dict.fromkeys(cands) if c != NONE_LABEL]
-            if not cands or not all(isinstance(c, str) and c.strip() for c in cands):
+            if not cands:
                 raise DataError("candidate_labels must be non-empty strings (other than "
                                 "'None')", field="candidate_labels")
-        return item["text"], item.get("image"), cands
+        req = self.ner.validate({k: item[k] for k in ("text", "image", "id") if k in item}, n)
+        return req, cands
 
     def _image_features(self, pred: Predictor, pils: list[Any]) -> dict[str, torch.Tensor] | None:
         """Per post ``image_global [P, D]``, ``image_regions [P, R, D]`` (and the object
@@ -186,36 +189,34 @@ class Pipeline:
                 batch[k] = v[ix.to(v.device)]
         return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
-    def _extract_chunk(self, items: list[dict[str, Any]], offset: int = 0) -> list[dict]:
-        from mmie.data.images import load_image
+    def run(self, items: Iterable[dict[str, Any]]) -> list[Extraction]:
+        """Typed :class:`~mmie.inference.outputs.Extraction` results of ``items``, chunked."""
+        items = list(items)
+        out: list[Extraction] = []
+        for i in range(0, len(items), self.post_batch_size):
+            out.extend(self._extract_chunk(items[i:i + self.post_batch_size], offset=i))
+        return out
 
-        texts, pils, cands, words, offs = [], [], [], [], []
+    def _extract_chunk(self, items: list[dict[str, Any]], offset: int = 0) -> list[Extraction]:
+        reqs, cands = [], []
         for n, item in enumerate(items):
-            text, image, c = self._check_item(offset + n, item)
-            w, o = self.ner._words(text)
-            texts.append(text)
-            pils.append(load_image(image) if image is not None else None)
+            req, c = self._check_item(offset + n, item)
+            reqs.append(req)
             cands.append(c)
-            words.append(w)
-            offs.append(o)
+        pils = [load_image(r.image) if r.image is not None else None for r in reqs]
         cache: dict[int, Any] = {}
 
         # NER: all posts of the chunk in one forward pass
         ner = self.ner
-        examples = [Example(id=str(offset + n), tokens=w) for n, w in enumerate(words)]
+        examples = [Example(id=str(offset + n), tokens=r.words) for n, r in enumerate(reqs)]
         batch = ner.task.collate(examples, ner.model.text, ner.cfg.data.max_length,
                                  with_labels=False)
         batch = self._add_image(batch, self._features_for(ner, pils, cache),
                                 list(range(len(items))), len(items), ner.device)
-        with torch.no_grad():
-            raw = ner.model.predict(batch)
-        spans = [p["entities"] for p in ner.task.decode(examples, raw)]
-        results = []
-        for text, o, ents in zip(texts, offs, spans):
-            results.append({"entities": [
-                {"text": text[o[s.start][0]:o[s.end - 1][1]], "type": s.label,
-                 "start": o[s.start][0], "end": o[s.end - 1][1], "score": s.score}
-                for s in ents], "relations": []})
+        decoded = ner.task.decode(examples, ner.forward_batch(batch))
+        spans = [p["entities"] for p in decoded]
+        entities = [ner.result(r, p) for r, p in zip(reqs, decoded)]
+        relations: list[list[EntityPair]] = [[] for _ in reqs]
 
         # RE: every ordered pair of mentions of every post, grouped by candidate label set
         pairs: dict[tuple[str, ...] | None, list[tuple[int, int, int, set[str] | None]]] = {}
@@ -233,13 +234,14 @@ class Pipeline:
                         if not allowed:
                             continue
                     pairs.setdefault(group, []).append((p, i, j, allowed))
+        words = [r.words for r in reqs]
         for group, plist in pairs.items():
             for k in range(0, len(plist), self.pair_batch_size):
                 self._classify(plist[k:k + self.pair_batch_size], group, words, spans, pils,
-                               cache, results)
-        return results
+                               cache, relations)
+        return [Extraction(entities=e, relations=r) for e, r in zip(entities, relations)]
 
-    def _classify(self, plist, group, words, spans, pils, cache, results) -> None:
+    def _classify(self, plist, group, words, spans, pils, cache, relations) -> None:
         re = self.re
         exs = []
         for p, i, j, _ in plist:
@@ -252,8 +254,7 @@ class Pipeline:
                                 **kwargs)
         batch = self._add_image(batch, self._features_for(re, pils, cache),
                                 [p for p, *_ in plist], len(exs), re.device)
-        with torch.no_grad():
-            raw = re.model.predict(batch)
+        raw = re.forward_batch(batch)
         for (p, i, j, allowed), out in zip(plist, raw):
             if self.zero_shot:
                 scores = out["scores"]
@@ -264,8 +265,8 @@ class Pipeline:
             label = max(options, key=options.get)
             if label == NONE_LABEL:
                 continue
-            results[p]["relations"].append({"head": i, "tail": j, "label": label,
-                                            "score": round(float(options[label]), 6)})
+            relations[p].append(EntityPair(head=i, tail=j, label=label,
+                                           score=round(float(options[label]), 6)))
 
 
 def pipeline(ner: str | Path | Predictor | None = None, re: str | Path | Predictor | None = None,

@@ -1,4 +1,4 @@
-"""Prediction on new posts: raw text (+ an optional picture) in, JSON out.
+"""Prediction on new posts: raw text (+ an optional picture) in, typed results / JSON out.
 
     >>> ner = mmie.load("runs/mmib-twitter2015/model")
     >>> ner.predict(text="Jordan scores 30 in Chicago", image="post.jpg")
@@ -16,32 +16,34 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
+from safetensors import safe_open
 
 import mmie
+from mmie.data.images import load_image
 from mmie.data.schema import Example, Relation, Span
-from mmie.errors import DataError, MMIEError
-
-MAX_WORDS = 512
-
-
-def _char_span_to_words(span: Sequence[int], offsets: list[tuple[int, int]], which: str,
-                        text: str) -> tuple[int, int]:
-    try:
-        s, e = int(span[0]), int(span[1])
-    except (TypeError, ValueError, IndexError):
-        raise DataError(f"{which} must be [start, end] character offsets, got {span!r}",
-                        field=which) from None
-    if not 0 <= s < e <= len(text):
-        raise DataError(f"{which} offsets [{s}, {e}) are outside the text (length {len(text)})",
-                        field=which)
-    idx = [i for i, (ws, we) in enumerate(offsets) if ws < e and we > s]
-    if not idx:
-        raise DataError(f"{which} [{s}, {e}) covers no word of the text", field=which)
-    return idx[0], idx[-1] + 1
-
+from mmie.encoders.regions import featurize_pictures
+from mmie.errors import MMIEError
+from mmie.inference.outputs import Entity, Prediction, Typing, to_json
+from mmie.inference.outputs import Relation as RelationResult
+from mmie.inference.request import MAX_WORDS, Request, validate_item
+from mmie.models.factory import load_pretrained
 
 class Predictor:
-    """A loaded model ready for prediction (``mmie.load``)."""
+    """A loaded model ready for prediction (``mmie.load``).
+
+    One inference path, the shape of a Hugging Face pipeline, used by ``predict``,
+    ``predict_batch``, the CLI, the service, the extraction pipeline and ``evaluate``:
+
+    1. :meth:`preprocess`: validate each item (:func:`~mmie.inference.request.validate_item`,
+       the one place for request rules), split the text into words, load the picture;
+    2. :meth:`forward`: encode a batch of requests (:meth:`encode`) and run the model on it
+       (:meth:`forward_batch`: device, ``no_grad``, ``model.predict``);
+    3. :meth:`postprocess`: decode the raw outputs into typed results
+       (:mod:`mmie.inference.outputs`) with character offsets into each post.
+
+    :meth:`run` chains the three and returns the typed results; :meth:`predict` and
+    :meth:`predict_batch` return them as plain JSON values (:func:`~mmie.inference.outputs.to_json`).
+    """
 
     def __init__(self, model, task, run_cfg, meta: dict[str, Any], path: Path | None = None,
                  device: str | torch.device = "cpu"):
@@ -56,9 +58,8 @@ class Predictor:
 
     @property
     def task_name(self) -> str:
-        return "typing" if self.task.name in ("typing",) else self.task.name
+        return self.task.name
 
-    # keep the attribute the service reads
     @property
     def labels(self) -> list[str]:
         return list(self.task.labels)
@@ -71,47 +72,38 @@ class Predictor:
                 "version": mmie.__version__, "max_words": self.max_words,
                 "max_length": self.cfg.data.max_length, "path": str(self.path or "")}
 
-    # ---- input handling --------------------------------------------------------------------
-    def _words(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
-        from mmie.data.tokenize import split_words
+    # ---- 1. preprocess -------------------------------------------------------------------
+    def validate(self, item: Any, n: int = 0, **limits: Any) -> Request:
+        """Item ``n`` checked against this model (no picture loaded): a :class:`Request`."""
+        return validate_item(item, n, task=self.task.name, zero_shot=self.zero_shot,
+                             labels=self.labels, max_words=self.max_words, **limits)
 
-        if not isinstance(text, str):
-            raise DataError(f"text must be a string, got {type(text).__name__}", field="text")
-        words = split_words(text)
-        if not words:
-            raise DataError("text is empty (no words to analyse)", field="text")
-        if len(words) > self.max_words:
-            raise DataError(f"text has {len(words)} words; the limit is {self.max_words}. "
-                            "Split the post or raise Predictor.max_words", field="text")
-        return [w for w, _, _ in words], [(s, e) for _, s, e in words]
+    def preprocess(self, items: Sequence[Any], start: int = 0) -> list[Request]:
+        """Validated requests with their pictures loaded (RGB PIL images or ``None``)."""
+        reqs = [self.validate(item, n) for n, item in enumerate(items, start=start)]
+        for r in reqs:
+            if r.image is not None:
+                r.image = load_image(r.image)
+        return reqs
 
-    def _pixels(self, images: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor]:
-        from mmie.data.images import load_image
+    def example(self, req: Request) -> Example:
+        """The model-side example of a request: its words, and the given mentions as spans
+        (head, tail, and a placeholder relation between them, for the pair encoders)."""
+        ex = Example(id=req.id, tokens=req.words)
+        if req.head_words is not None:
+            ex.entities.append(Span(*req.head_words, "ENTITY"))
+        if req.tail_words is not None:
+            ex.entities.append(Span(*req.tail_words, "ENTITY"))
+            ex.relations.append(Relation(0, 1, self.task.labels[0]))
+        return ex
 
-        present = torch.tensor([im is not None for im in images], dtype=torch.bool)
-        vision = getattr(self.model, "vision", None)
-        if vision is None:
-            return None, present
-        pils = []
-        for im in images:
-            if im is None:
-                from PIL import Image
-
-                # placeholder pixels only; image_present=False masks them out of the model
-                pils.append(Image.new("RGB", (32, 32)))
-            else:
-                pils.append(load_image(im))
-        return vision.preprocess(pils), present
-
+    # ---- 2. forward ------------------------------------------------------------------------
     def image_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
         """The image part of a prediction batch for pictures (paths, bytes, PIL images or
         ``None``): the one place new pictures are featurised (Python API, ``mmie predict``,
         the pipeline and the service all come here). Regions follow the saved run's
         ``data.regions``: the grid, and/or detected objects (the detector runs on the picture
         here, as it ran on the training pictures)."""
-        from mmie.data.images import load_image
-        from mmie.encoders.regions import featurize_pictures
-
         vision = getattr(self.model, "vision", None)
         present = torch.tensor([im is not None for im in images], dtype=torch.bool)
         if vision is None:
@@ -131,93 +123,81 @@ class Predictor:
             self._regions = RegionSource(self.cfg.data)  # the detector; no boxes file here
         return self._regions
 
-    def _batch(self, examples: list[Example], images: list[Any]) -> dict[str, torch.Tensor]:
+    def encode(self, examples: list[Example], images: list[Any],
+               candidates: Sequence[str] | None = None) -> dict[str, Any]:
+        """The model's input batch: collated text (+ candidate labels) and the image part
+        (:meth:`image_inputs`)."""
+        kwargs = {}
+        if self.zero_shot:
+            kwargs["candidates"] = list(candidates or self.task.candidates("test"))
         batch = self.task.collate(examples, self.model.text, self.cfg.data.max_length,
-                                  with_labels=False)
+                                  with_labels=False, **kwargs)
         batch.update(self.image_inputs(images))
-        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
-                for k, v in batch.items()}
+        return batch
 
-    # ---- public API --------------------------------------------------------------------------
+    def forward_batch(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """``model.predict`` on a batch (moved to the device) without gradients."""
+        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                 for k, v in batch.items()}
+        with torch.no_grad():
+            return self.model.predict(batch)
+
+    def forward(self, reqs: list[Request]) -> list[dict[str, Any]]:
+        """Raw model outputs of preprocessed requests: one forward pass for the batch, or
+        one per request for a zero-shot model (each has its own candidate labels)."""
+        examples = [self.example(r) for r in reqs]
+        if self.zero_shot:
+            return [self.forward_batch(self.encode([ex], [r.image], r.candidate_labels))[0]
+                    for ex, r in zip(examples, reqs)]
+        return self.forward_batch(self.encode(examples, [r.image for r in reqs]))
+
+    # ---- 3. postprocess --------------------------------------------------------------------
+    def postprocess(self, reqs: list[Request], raw: list[dict[str, Any]]) -> list[Prediction]:
+        """Typed results: entities with character offsets (NER), the relation of the given
+        pair (RE), the type of the given mention (typing)."""
+        preds = self.task.decode([self.example(r) for r in reqs], raw)
+        return [self.result(r, p) for r, p in zip(reqs, preds)]
+
+    def result(self, req: Request, p: dict[str, Any]) -> Prediction:
+        """One decoded prediction as a typed result."""
+        name = self.task.name
+        if name == "ner":
+            return [entity(req.text, req.offsets, s) for s in p["entities"]]
+        if name == "typing":
+            return Typing(type=p["label"], score=p["score"], scores=p["scores"])
+        if self.zero_shot:
+            return RelationResult(relation=p["label"], score=p["score"], scores=p["scores"])
+        return RelationResult(relation=p["label"], score=p["score"], head=req.head, tail=req.tail)
+
+    # ---- public API ------------------------------------------------------------------------
+    def run(self, items: Iterable[dict[str, Any]], batch_size: int = 32) -> list[Prediction]:
+        """preprocess -> forward -> postprocess over ``items``, ``batch_size`` at a time."""
+        items = list(items)
+        out: list[Prediction] = []
+        for i in range(0, len(items), batch_size):
+            reqs = self.preprocess(items[i:i + batch_size], start=i)
+            out.extend(self.postprocess(reqs, self.forward(reqs)))
+        return out
+
     def predict(self, text: str | None = None, image: Any = None, *, tokens: list[str] | None = None,
                 head: Sequence[int] | None = None, tail: Sequence[int] | None = None,
                 candidate_labels: list[str] | None = None) -> Any:
-        return self.predict_batch([{"text": text, "image": image, "tokens": tokens, "head": head,
-                                    "tail": tail, "candidate_labels": candidate_labels}])[0]
+        """One post: entities ``[{text, type, start, end, score}]`` (NER), ``{relation,
+        score, head, tail}`` (RE) or ``{type, score, scores}`` (typing), as plain JSON."""
+        item = {"text": text, "image": image, "tokens": tokens, "head": head, "tail": tail,
+                "candidate_labels": candidate_labels}
+        return self.predict_batch([{k: v for k, v in item.items() if v is not None}])[0]
 
     def predict_batch(self, items: Iterable[dict[str, Any]], batch_size: int = 32) -> list[Any]:
-        items = list(items)
-        out: list[Any] = []
-        for i in range(0, len(items), batch_size):
-            out.extend(self._predict_chunk(items[i:i + batch_size], start=i))
-        return out
+        """:meth:`predict` over ``{text|tokens, image?, head?, tail?, candidate_labels?,
+        id?}`` items, batched."""
+        return [to_json(r) for r in self.run(items, batch_size)]
 
-    def _predict_chunk(self, items: list[dict[str, Any]], start: int = 0) -> list[Any]:
-        examples, offsets, texts, images = [], [], [], []
-        for n, item in enumerate(items, start=start):
-            if not isinstance(item, dict):
-                raise DataError(f"item {n} must be a dict of fields, got {type(item).__name__}")
-            unknown = set(item) - {"text", "image", "tokens", "head", "tail", "candidate_labels", "id"}
-            if unknown:
-                raise DataError(f"unknown field(s) {sorted(unknown)} in item {n}; expected "
-                                "text, image, tokens, head, tail, candidate_labels, id")
-            if item.get("candidate_labels") and not self.zero_shot:
-                raise DataError("candidate_labels are only accepted by zero-shot models; this "
-                                f"model predicts the fixed labels {self.labels}",
-                                field="candidate_labels")
-            if item.get("tokens") is not None:
-                words = list(item["tokens"])
-                text = " ".join(words)
-                offs, pos = [], 0
-                for w in words:
-                    offs.append((pos, pos + len(w)))
-                    pos += len(w) + 1
-            else:
-                text = item.get("text")
-                if text is None:
-                    raise DataError("each item needs 'text' (or 'tokens')", field="text")
-                words, offs = self._words(text)
-            ex = Example(id=str(item.get("id", n)), tokens=words)
-            unused = [f for f in ("head", "tail") if item.get(f) is not None and
-                      (self.task.name == "ner" or (f == "tail" and self.task.name == "typing"))]
-            if unused:
-                what = "an NER" if self.task.name == "ner" else "an entity typing"
-                raise DataError(f"{' and '.join(unused)} offsets are not used by {what} model "
-                                "(it finds the mentions itself); leave them out",
-                                field=unused[0])
-            if self.task.name != "ner":
-                if item.get("head") is None or (self.task.name == "re" and item.get("tail") is None):
-                    need = "head" if self.task.name != "re" else "head and tail"
-                    raise DataError(f"this {self.task.name} model needs {need} character "
-                                    "offsets", field="head")
-                hs, he = _char_span_to_words(item["head"], offs, "head", text)
-                ex.entities.append(Span(hs, he, "ENTITY"))
-                if item.get("tail") is not None:
-                    ts, te = _char_span_to_words(item["tail"], offs, "tail", text)
-                    ex.entities.append(Span(ts, te, "ENTITY"))
-                    ex.relations.append(Relation(0, 1, self.task.labels[0]))
-            examples.append(ex)
-            offsets.append(offs)
-            texts.append(text)
-            images.append(item.get("image"))
-        if self.zero_shot:
-            cands = [it.get("candidate_labels") for it in items]
-            return self.task.predict_zero_shot(self.model, self, examples, images, cands,
-                                               texts, offsets)
-        batch = self._batch(examples, images)
-        with torch.no_grad():
-            raw = self.model.predict(batch)
-        preds = self.task.decode(examples, raw)
-        results = []
-        for ex, p, offs, text, item in zip(examples, preds, offsets, texts, items):
-            if self.task.name == "ner":
-                results.append([{"text": text[offs[s.start][0]:offs[s.end - 1][1]], "type": s.label,
-                                 "start": offs[s.start][0], "end": offs[s.end - 1][1],
-                                 "score": s.score} for s in p["entities"]])
-            else:
-                results.append({"relation": p["label"], "score": p["score"],
-                                "head": list(item["head"]), "tail": list(item["tail"])})
-        return results
+
+def entity(text: str, offsets: list[tuple[int, int]], span: Span) -> Entity:
+    """A word span of a post as an :class:`Entity` with character offsets into ``text``."""
+    start, end = offsets[span.start][0], offsets[span.end - 1][1]
+    return Entity(text=text[start:end], type=span.label, start=start, end=end, score=span.score)
 
 
 def check_model_dir(path: Path) -> None:
@@ -240,8 +220,6 @@ def check_model_dir(path: Path) -> None:
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise MMIEError(f"{path}: model.safetensors is missing (the weights); {fix}")
-    from safetensors import safe_open
-
     try:
         with safe_open(str(weights), framework="pt") as f:
             f.keys()
@@ -252,8 +230,6 @@ def check_model_dir(path: Path) -> None:
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     """Load a model directory written by ``save_pretrained`` (the ``model`` folder of a run)."""
-    from mmie.models.factory import load_pretrained
-
     path = Path(path)
     if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
         path = path / "model"

@@ -28,6 +28,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mmie.config import RunConfig
 from mmie.errors import ConfigError, MMIEError
+from mmie.logs import quiet_lightning_warnings
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,11 @@ def resume_checkpoint(ckpt_dir: Path) -> Path | None:
     return best[2] if best else None
 
 
-def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
+def train(cfg: RunConfig, *, resume: bool = False,
+          callbacks: list | None = None) -> dict[str, Any]:
+    """Train, select on dev, test, save; returns ``summary.json``'s contents. ``callbacks``
+    are added to the Lightning trainer's (e.g. :class:`~mmie.training.progress.EpochLines`
+    for the demo's one line per epoch)."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from mmie.models.factory import build_model, save_pretrained
@@ -282,7 +287,7 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
                            mode="max", save_top_k=1, save_last=True,
                            enable_version_counter=False)
     callbacks = [ckpt, EarlyStopping(monitor=monitor, mode="max", patience=tc.patience),
-                 JsonlLogger(out, every_n_steps=tc.log_every_n_steps)]
+                 JsonlLogger(out, every_n_steps=tc.log_every_n_steps), *(callbacks or [])]
     if tc.checkpoint_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", filename="step",
                                          every_n_train_steps=tc.checkpoint_every_n_steps,
@@ -299,7 +304,8 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     last = out / "checkpoints" / "last.ckpt"
     if resume and start is None:
         log.warning("--resume: no checkpoint in %s; training from scratch", out / "checkpoints")
-    trainer.fit(module, train_dl, dev_dl, ckpt_path=str(start) if start else None)
+    with quiet_lightning_warnings():  # notices about mmie's deliberate set-up (see mmie.logs)
+        trainer.fit(module, train_dl, dev_dl, ckpt_path=str(start) if start else None)
     train_seconds = time.perf_counter() - t0
 
     best_path = ckpt.best_model_path or str(last)
@@ -307,19 +313,20 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     module.load_state_dict(state)
     best_epoch = _best_epoch(out / "metrics.jsonl", monitor)
 
-    trainer.validate(module, dev_dl, verbose=False)
-    calibration = None
-    if cfg.model.calibrated_stacking:  # the constant is chosen on validation, then applied
-        calibration = task.calibrate(module.last_eval["examples"],
-                                     module.last_eval["predictions"])
+    with quiet_lightning_warnings():  # notices about mmie's deliberate set-up (see mmie.logs)
         trainer.validate(module, dev_dl, verbose=False)
-    dev_eval = eval_payload(module, cfg, "dev", task)
-    if calibration is not None:
-        dev_eval["calibration"] = calibration
-    trainer.test(module, test_dl, verbose=False)
-    test_eval = eval_payload(module, cfg, "test", task)
-    if calibration is not None:
-        test_eval["calibration_gamma"] = calibration["gamma"]
+        calibration = None
+        if cfg.model.calibrated_stacking:  # the constant is chosen on validation, then applied
+            calibration = task.calibrate(module.last_eval["examples"],
+                                         module.last_eval["predictions"])
+            trainer.validate(module, dev_dl, verbose=False)
+        dev_eval = eval_payload(module, cfg, "dev", task)
+        if calibration is not None:
+            dev_eval["calibration"] = calibration
+        trainer.test(module, test_dl, verbose=False)
+        test_eval = eval_payload(module, cfg, "test", task)
+        if calibration is not None:
+            test_eval["calibration_gamma"] = calibration["gamma"]
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
         ev = module.last_eval

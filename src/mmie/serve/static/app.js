@@ -40,6 +40,8 @@ function showError(message) {
   const box = $("error");
   box.textContent = message;
   box.hidden = !message;
+  // an error replaces the result: never leave the previous post's result on the page
+  if (message) { $("output").hidden = true; $("tables").replaceChildren(); $("annotated").replaceChildren(); $("raw").textContent = ""; }
 }
 
 function errorText(status, body) {
@@ -53,12 +55,25 @@ function errorText(status, body) {
 }
 
 // ---------------------------------------------------------------- setup from /model
+// the bearer token of a service started with --token: from the page's address
+// (#token=...) or typed into the token field; kept for this tab only
+function token() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) sessionStorage.setItem("mmie-token", decodeURIComponent(m[1]));
+  return sessionStorage.getItem("mmie-token") || "";
+}
+function authHeaders() { const t = token(); return t ? { Authorization: `Bearer ${t}` } : {}; }
+
 async function loadModel() {
   try {
-    const [info, health] = await Promise.all([
-      fetch("/model").then((r) => r.json()),
-      fetch("/health").then((r) => r.json()),
-    ]);
+    const health = await fetch("/health").then((r) => r.json());
+    $("token-field").hidden = !health.auth;
+    const resp = await fetch("/model", { headers: authHeaders() });
+    if (resp.status === 401) {
+      showError("This service needs an access token: type it above and press 'Use token'.");
+      return;
+    }
+    const info = await resp.json();
     state.info = info; state.health = health; state.task = info.task;
     const enc = info.encoders || {};
     const names = { ner: "named entity recognition", re: "relation extraction", typing: "entity typing" };
@@ -192,7 +207,8 @@ async function submit(ev) {
   $("status").textContent = "Working…";
   const t0 = performance.now();
   try {
-    const resp = await fetch(useExtract ? "/extract" : "/predict", { method: "POST", body: form });
+    const resp = await fetch(useExtract ? "/extract" : "/predict",
+                             { method: "POST", body: form, headers: authHeaders() });
     let body = null;
     try { body = await resp.json(); } catch (_) { /* not JSON */ }
     if (!resp.ok) { showError(errorText(resp.status, body)); $("status").textContent = ""; return; }
@@ -213,5 +229,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("image").addEventListener("change", updatePreview);
   $("clear-image").addEventListener("click", () => { $("image").value = ""; updatePreview(); });
   $("text").addEventListener("input", () => { $("char-count").textContent = codePoints($("text").value).length; });
+  $("token-apply").addEventListener("click", () => {
+    sessionStorage.setItem("mmie-token", $("token").value.trim()); showError(""); loadModel();
+  });
   loadModel();
 });

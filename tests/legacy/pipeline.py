@@ -1,0 +1,312 @@
+"""FROZEN copy of ``src/mmie/inference/pipeline.py`` as it was before the inference / service
+redesign (issue 18; commit 17a67b2 merged with main): the oracle that
+``tests/test_pinned_predictions.py`` compares the new inference path with. Do not edit it to
+follow the new code; it may only follow changes of the layers below (tasks, models, data).
+"""
+
+"""One call from a raw post (+ an optional picture) to entities and the relations between them.
+
+    >>> pipe = mmie.pipeline(ner="runs/ner/model", re="runs/re/model")
+    >>> pipe.extract("Rafael Nadal gets engaged to Mery Perello", image="post.jpg")
+    {"entities": [{"text": "Rafael Nadal", "type": "PER", "start": 0, "end": 12, "score": 0.98},
+                  ...],
+     "relations": [{"head": 0, "tail": 1, "label": "/per/per/couple", "score": 0.91}]}
+
+Raw text is split by :func:`mmie.data.tokenize.split_words` (character offsets into the input).
+The NER model tags the words; every ordered pair of distinct mentions of a post is then
+classified by the RE model. Work is batched: the posts of a chunk go through NER in one forward
+pass, each picture goes through each model's vision encoder once (one vision call per chunk),
+and all mention pairs of all posts of the chunk go through RE in ``ceil(pairs / pair_batch_size)``
+forward passes, carrying the image features (``image_global`` / ``image_regions`` /
+``image_present`` rows) instead of pixels. ``None`` predictions are dropped.
+
+Type constraints: MNRE-style labels ``/head_type/tail_type/name`` (``per``, ``loc``, ``org``,
+``misc``) name the entity types they accept. With ``type_constraints=True`` the NER types
+(``PER -> per``, ``LOC -> loc``, ``ORG -> org``, ``OTHER``/``MISC -> misc``) restrict each pair
+to the labels whose signature fits (labels without a signature, and mentions of unknown type,
+are never restricted); a pair for which no non-``None`` label fits is skipped without a forward
+pass. The reported score is the model's probability of the chosen label (over all labels, not
+renormalised over the allowed ones).
+"""
+
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from mmie.data.schema import Example, Relation, Span
+from mmie.errors import ConfigError, DataError
+from legacy.predictor import Predictor, load
+
+NONE_LABEL = "None"
+#: NER type -> MNRE signature type
+TYPE_MAP = {"PER": "per", "LOC": "loc", "ORG": "org", "OTHER": "misc", "MISC": "misc"}
+SIGNATURE_TYPES = frozenset(TYPE_MAP.values())
+_ITEM_KEYS = {"text", "image", "candidate_labels", "id"}
+
+
+def label_signature(label: str) -> tuple[str, str] | None:
+    """``"/per/loc/place_of_residence"`` -> ``("per", "loc")``; ``None`` for a label that names
+    no head/tail types."""
+    parts = label.strip("/").split("/")
+    if len(parts) >= 3 and parts[0] in SIGNATURE_TYPES and parts[1] in SIGNATURE_TYPES:
+        return parts[0], parts[1]
+    return None
+
+
+def signature_type(ner_type: str | None) -> str | None:
+    """An NER type in the signature vocabulary (``PER`` -> ``per``); ``None`` when unknown."""
+    if ner_type is None:
+        return None
+    t = ner_type.strip()
+    return TYPE_MAP.get(t.upper()) or (t.lower() if t.lower() in SIGNATURE_TYPES else None)
+
+
+def label_fits(label: str, head_type: str | None, tail_type: str | None) -> bool:
+    """Whether ``label`` accepts a (head, tail) pair of these NER types."""
+    sig = label_signature(label)
+    if sig is None:
+        return True
+    h, t = signature_type(head_type), signature_type(tail_type)
+    return (h is None or sig[0] == h) and (t is None or sig[1] == t)
+
+
+def _resolve_pair(ner: Any, re: Any) -> tuple[Any, Any]:
+    if ner is None:
+        raise ConfigError("pipeline needs an NER model: ner=DIR (or a Predictor), or ner=DIR "
+                          "holding DIR/ner and DIR/re")
+    if re is None:
+        if isinstance(ner, Predictor):
+            raise ConfigError("pipeline needs an RE model: pass re=DIR or re=Predictor")
+        root = Path(ner)
+        if not ((root / "ner").is_dir() and (root / "re").is_dir()):
+            raise ConfigError(f"{root}: with ner= alone the directory must hold 'ner' and 're' "
+                              "model folders; otherwise pass re=DIR")
+        return root / "ner", root / "re"
+    return ner, re
+
+
+class Pipeline:
+    """NER then RE on raw posts (see the module docstring). Build with :func:`pipeline`."""
+
+    def __init__(self, ner: Predictor, re: Predictor, *, type_constraints: bool = True,
+                 post_batch_size: int = 32, pair_batch_size: int = 64):
+        if ner.task.name != "ner":
+            raise ConfigError(f"the ner model is a {ner.task.name!r} model, not an NER model")
+        if re.task.name not in ("re", "zs_re"):
+            raise ConfigError(f"the re model is a {re.task.name!r} model, not a relation model")
+        if post_batch_size < 1 or pair_batch_size < 1:
+            raise ConfigError("post_batch_size and pair_batch_size must be >= 1")
+        self.ner = ner
+        self.re = re
+        self.type_constraints = type_constraints
+        self.post_batch_size = post_batch_size
+        self.pair_batch_size = pair_batch_size
+        self._placeholder: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def zero_shot(self) -> bool:
+        """Whether relation labels are chosen at call time (``candidate_labels``)."""
+        return bool(self.re.zero_shot)
+
+    @property
+    def relation_labels(self) -> list[str]:
+        return [l for l in self.re.labels if l != NONE_LABEL]
+
+    def info(self) -> dict[str, Any]:
+        return {"ner": self.ner.info(), "re": self.re.info(),
+                "type_constraints": self.type_constraints, "zero_shot": self.zero_shot}
+
+    # ---- public API --------------------------------------------------------------------------
+    def extract(self, text: str, image: Any = None,
+                candidate_labels: Sequence[str] | None = None) -> dict[str, list[dict]]:
+        """Entities ``[{text, type, start, end, score}]`` (character offsets into ``text``) and
+        relations ``[{head, tail, label, score}]`` (``head``/``tail`` index ``entities``)."""
+        return self.extract_batch([{"text": text, "image": image,
+                                    "candidate_labels": candidate_labels}])[0]
+
+    def extract_batch(self, items: Iterable[dict[str, Any]],
+                      progress: bool = False) -> list[dict[str, list[dict]]]:
+        """:meth:`extract` over ``{"text", "image"?, "candidate_labels"?}`` items, batched."""
+        items = list(items)
+        starts = range(0, len(items), self.post_batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="extract", unit="chunk",
+                          disable=len(items) <= self.post_batch_size)
+        out: list[dict[str, list[dict]]] = []
+        for i in starts:
+            out.extend(self._extract_chunk(items[i:i + self.post_batch_size], offset=i))
+        return out
+
+    # ---- steps -------------------------------------------------------------------------------
+    def _check_item(self, n: int, item: Any) -> tuple[str, Any, list[str] | None]:
+        if not isinstance(item, dict):
+            raise DataError(f"item {n} must be an object with 'text', got {type(item).__name__}")
+        unknown = set(item) - _ITEM_KEYS
+        if unknown:
+            raise DataError(f"unknown field(s) {sorted(unknown)} in item {n}; expected "
+                            f"{sorted(_ITEM_KEYS)}")
+        if item.get("text") is None:
+            raise DataError(f"item {n} has no 'text'", field="text")
+        cands = item.get("candidate_labels")
+        if cands is not None:
+            if not self.zero_shot:
+                raise DataError("candidate_labels are only accepted with a zero-shot relation "
+                                f"model; this one predicts {self.relation_labels}",
+                                field="candidate_labels")
+            cands = [c for c in dict.fromkeys(cands) if c != NONE_LABEL]
+            if not cands or not all(isinstance(c, str) and c.strip() for c in cands):
+                raise DataError("candidate_labels must be non-empty strings (other than "
+                                "'None')", field="candidate_labels")
+        return item["text"], item.get("image"), cands
+
+    def _image_features(self, pred: Predictor, pils: list[Any]) -> dict[str, torch.Tensor] | None:
+        """Per post ``image_global [P, D]``, ``image_regions [P, R, D]``, ``image_present [P]``:
+        one vision call over the chunk's pictures; posts without one get the features of the
+        predictor's placeholder picture (encoded once per pipeline), masked as absent."""
+        vision = getattr(pred.model, "vision", None)
+        present = torch.tensor([p is not None for p in pils], dtype=torch.bool)
+        if vision is None:
+            return None
+        idx = [k for k, p in enumerate(pils) if p is not None]
+        D, R = vision.out_dim, vision.num_regions
+        glob = torch.zeros(len(pils), D, device=pred.device)
+        reg = torch.zeros(len(pils), R, D, device=pred.device)
+        vision.eval()
+        if idx:
+            with torch.no_grad():
+                g, r = vision(vision.preprocess([pils[k] for k in idx]).to(pred.device))
+            glob[idx], reg[idx] = g.to(glob.dtype), r.to(reg.dtype)
+        if len(idx) < len(pils):
+            key = id(vision)
+            if key not in self._placeholder:
+                pix, _ = pred._pixels([None])
+                with torch.no_grad():
+                    self._placeholder[key] = vision(pix.to(pred.device))
+            pg, pr = self._placeholder[key]
+            for k in range(len(pils)):
+                if pils[k] is None:
+                    glob[k], reg[k] = pg[0], pr[0]
+        from mmie.encoders.vision import pool_regions
+
+        # the same region grid the model was trained on (and the Predictor's pixel path uses)
+        reg = pool_regions(reg.float(), pred.cfg.model.region_grid)
+        return {"image_global": glob, "image_regions": reg, "image_present": present}
+
+    def _features_for(self, pred: Predictor, pils: list[Any], cache: dict) -> Any:
+        vision = getattr(pred.model, "vision", None)
+        key = id(vision)
+        if key not in cache:  # models sharing one vision encoder object share the features
+            cache[key] = self._image_features(pred, pils)
+        return cache[key]
+
+    @staticmethod
+    def _add_image(batch: dict, feats: dict[str, torch.Tensor] | None, rows: list[int],
+                   n: int, device: torch.device) -> dict:
+        if feats is None:
+            batch["image_present"] = torch.zeros(n, dtype=torch.bool)
+        else:
+            ix = torch.tensor(rows, dtype=torch.long)
+            for k, v in feats.items():
+                batch[k] = v[ix.to(v.device)]
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def _extract_chunk(self, items: list[dict[str, Any]], offset: int = 0) -> list[dict]:
+        from mmie.data.images import load_image
+
+        texts, pils, cands, words, offs = [], [], [], [], []
+        for n, item in enumerate(items):
+            text, image, c = self._check_item(offset + n, item)
+            w, o = self.ner._words(text)
+            texts.append(text)
+            pils.append(load_image(image) if image is not None else None)
+            cands.append(c)
+            words.append(w)
+            offs.append(o)
+        cache: dict[int, Any] = {}
+
+        # NER: all posts of the chunk in one forward pass
+        ner = self.ner
+        examples = [Example(id=str(offset + n), tokens=w) for n, w in enumerate(words)]
+        batch = ner.task.collate(examples, ner.model.text, ner.cfg.data.max_length,
+                                 with_labels=False)
+        batch = self._add_image(batch, self._features_for(ner, pils, cache),
+                                list(range(len(items))), len(items), ner.device)
+        with torch.no_grad():
+            raw = ner.model.predict(batch)
+        spans = [p["entities"] for p in ner.task.decode(examples, raw)]
+        results = []
+        for text, o, ents in zip(texts, offs, spans):
+            results.append({"entities": [
+                {"text": text[o[s.start][0]:o[s.end - 1][1]], "type": s.label,
+                 "start": o[s.start][0], "end": o[s.end - 1][1], "score": s.score}
+                for s in ents], "relations": []})
+
+        # RE: every ordered pair of mentions of every post, grouped by candidate label set
+        pairs: dict[tuple[str, ...] | None, list[tuple[int, int, int, set[str] | None]]] = {}
+        for p, ents in enumerate(spans):
+            labels = (cands[p] or self.re.task.candidates("test")) if self.zero_shot \
+                else self.relation_labels
+            group = tuple(labels) if self.zero_shot else None
+            for i, h in enumerate(ents):
+                for j, t in enumerate(ents):
+                    if i == j:
+                        continue
+                    allowed = None
+                    if self.type_constraints:
+                        allowed = {l for l in labels if label_fits(l, h.label, t.label)}
+                        if not allowed:
+                            continue
+                    pairs.setdefault(group, []).append((p, i, j, allowed))
+        for group, plist in pairs.items():
+            for k in range(0, len(plist), self.pair_batch_size):
+                self._classify(plist[k:k + self.pair_batch_size], group, words, spans, pils,
+                               cache, results)
+        return results
+
+    def _classify(self, plist, group, words, spans, pils, cache, results) -> None:
+        re = self.re
+        exs = []
+        for p, i, j, _ in plist:
+            h, t = spans[p][i], spans[p][j]
+            exs.append(Example(id=f"{p}:{i}:{j}", tokens=words[p],
+                               entities=[Span(h.start, h.end, h.label), Span(t.start, t.end, t.label)],
+                               relations=[Relation(0, 1, re.task.labels[0])]))
+        kwargs = {"candidates": list(group)} if self.zero_shot else {}
+        batch = re.task.collate(exs, re.model.text, re.cfg.data.max_length, with_labels=False,
+                                **kwargs)
+        batch = self._add_image(batch, self._features_for(re, pils, cache),
+                                [p for p, *_ in plist], len(exs), re.device)
+        with torch.no_grad():
+            raw = re.model.predict(batch)
+        for (p, i, j, allowed), out in zip(plist, raw):
+            if self.zero_shot:
+                scores = out["scores"]
+            else:
+                scores = dict(zip(re.task.labels, out["probs"]))
+            options = {l: s for l, s in scores.items()
+                       if allowed is None or l in allowed or l == NONE_LABEL}
+            label = max(options, key=options.get)
+            if label == NONE_LABEL:
+                continue
+            results[p]["relations"].append({"head": i, "tail": j, "label": label,
+                                            "score": round(float(options[label]), 6)})
+
+
+def pipeline(ner: str | Path | Predictor | None = None, re: str | Path | Predictor | None = None,
+             *, type_constraints: bool = True, device: str | torch.device = "cpu",
+             post_batch_size: int = 32, pair_batch_size: int = 64) -> Pipeline:
+    """An extraction pipeline from an NER and an RE model (directories or loaded
+    :class:`~mmie.inference.predictor.Predictor` objects); ``ner=DIR`` alone reads
+    ``DIR/ner`` and ``DIR/re``."""
+    ner, re = _resolve_pair(ner, re)
+    ner_p = ner if isinstance(ner, Predictor) else load(ner, device=device)
+    re_p = re if isinstance(re, Predictor) else load(re, device=device)
+    return Pipeline(ner_p, re_p, type_constraints=type_constraints,
+                    post_batch_size=post_batch_size, pair_batch_size=pair_batch_size)
+
+
+__all__ = ["Pipeline", "pipeline", "label_signature", "label_fits", "signature_type", "TYPE_MAP"]
