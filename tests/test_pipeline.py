@@ -347,7 +347,7 @@ def zs_pipe(pipe, monkeypatch):
     from mmie.config import load_config
     from mmie.inference.predictor import Predictor
     from mmie.models.factory import build_model
-    from mmie.tasks.zeroshot import ZeroShotSplit
+    from mmie.tasks.zs_labels import ZeroShotSplit
     from mmie.tasks.zs import ZeroShotTask
     from mmie.training.train import build_encoders
 

@@ -62,14 +62,15 @@ class MGVMoEModel(nn.Module):
         self.hidden = H
         self.dropout = nn.Dropout(cfg.dropout)
         self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=True, dropout=cfg.dropout)
-        self.moe = VMoELayer(H, num_experts=cfg.num_experts, gating=cfg.gating, k=cfg.top_k,
+        opt = cfg.mg_vmoe
+        self.moe = VMoELayer(H, num_experts=opt.num_experts, gating=opt.gating, k=opt.top_k,
                              dropout=cfg.dropout)
         self.mention_attn = MentionAttention(H, _heads(H), cfg.dropout)
         n_mentions = 2 if task.name == "zs_re" else 1
         sample_dim = 2 * H * n_mentions
-        proj = cfg.proj_dim if task.name == "zs_re" else min(cfg.proj_dim, 64)
+        proj = cfg.mg_vmoe.proj_dim if task.name == "zs_re" else min(cfg.mg_vmoe.proj_dim, 64)
         self.scorer = LabelScorer(sample_dim, H, proj_dim=proj)
-        self.vat = GraphVAT(2 * H, mode=cfg.vat) if cfg.vat != "off" else None
+        self.vat = GraphVAT(2 * H, mode=opt.vat) if opt.vat != "off" else None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -106,7 +107,7 @@ class MGVMoEModel(nn.Module):
         mean_t = _masked_mean(o_t, t_mask)
         mean_v = _masked_mean(o_v, v_mask)
         terms: dict[str, torch.Tensor] = {"kl": out_t.kl + (out_v.kl if bool(v_mask.any()) else 0.0)}
-        if self.cfg.gating == "dense":
+        if self.cfg.mg_vmoe.gating == "dense":
             terms["gate_entropy"] = out_t.gate_entropy + out_v.gate_entropy
         else:
             terms["load_balance"] = out_t.load_balance + out_v.load_balance
@@ -134,14 +135,15 @@ class MGVMoEModel(nn.Module):
         from mmie.modules.label_scorer import ranking_hinge_loss
 
         s, graph_h, terms = self.scores(batch)
-        task_loss = ranking_hinge_loss(s, batch["labels"], margin=self.cfg.margin)
+        task_loss = ranking_hinge_loss(s, batch["labels"], margin=self.cfg.mg_vmoe.margin)
         if self.vat is not None and self.training and graph_h is not None and graph_h.shape[0] >= 2:
             terms["vat"], _ = self.vat(graph_h)
         cfg = self.cfg
-        w = {"kl": cfg.beta_kl, "gate_entropy": 1.0, "load_balance": 1.0, "nce": cfg.beta_nce,
-             "vat": cfg.beta_vat}
+        opt = cfg.mg_vmoe
+        w = {"kl": opt.beta_kl, "gate_entropy": 1.0, "load_balance": 1.0, "nce": opt.beta_nce,
+             "vat": opt.beta_vat}
         aux = sum(w[k] * v for k, v in terms.items())
-        loss = task_loss + cfg.beta_aux * aux
+        loss = task_loss + opt.beta_aux * aux
         log = {"task": task_loss.detach(), **{k: v.detach() for k, v in terms.items()},
                "loss": loss.detach()}
         return ModelOutput(loss=loss, terms=log)
@@ -182,7 +184,7 @@ class LabelSimilarityModel(MGVMoEModel):
         self.hidden = H
         self.dropout = nn.Dropout(cfg.dropout)
         n_mentions = 2 if task.name == "zs_re" else 1
-        proj = cfg.proj_dim if task.name == "zs_re" else min(cfg.proj_dim, 64)
+        proj = cfg.mg_vmoe.proj_dim if task.name == "zs_re" else min(cfg.mg_vmoe.proj_dim, 64)
         self.scorer = LabelScorer(2 * H * n_mentions, H, proj_dim=proj)
         self.vat = None
 

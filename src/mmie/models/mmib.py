@@ -35,18 +35,18 @@ class MMIBModel(MMIEModel):
         H = self.hidden
         self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=cfg.use_regions,
                                    dropout=cfg.dropout)
-        if cfg.refinement:
+        if cfg.mmib.refinement:
             self.vib_text = VariationalEncoder(H, H, num_heads=_heads(H),
-                                               attention=cfg.vib_attention, dropout=cfg.dropout)
+                                               attention=cfg.mmib.vib_attention, dropout=cfg.dropout)
             self.vib_image = VariationalEncoder(H, H, num_heads=_heads(H),
-                                                attention=cfg.vib_attention, dropout=cfg.dropout)
-        if cfg.alignment and cfg.alignment_estimator == "discriminator":
+                                                attention=cfg.mmib.vib_attention, dropout=cfg.dropout)
+        if cfg.mmib.alignment and cfg.mmib.alignment_estimator == "discriminator":
             self.discriminator = MIDiscriminator(H, H)
         self.fusion = CrossModalFusion(H, num_heads=_heads(H), dropout=cfg.dropout)
 
     def term_weights(self):
-        return {"align": self.cfg.beta_align, "kl_text": self.cfg.beta_kl_text,
-                "kl_image": self.cfg.beta_kl_image}
+        return {"align": self.cfg.mmib.beta_align, "kl_text": self.cfg.mmib.beta_kl_text,
+                "kl_image": self.cfg.mmib.beta_kl_image}
 
     def represent(self, batch):
         from mmie.modules.vib import gaussian_kl
@@ -57,7 +57,7 @@ class MMIBModel(MMIEModel):
         g, r, present = self.image_features(batch)
         h_v, img_mask = self.image_in(g, r, present)
         terms: dict[str, torch.Tensor] = {}
-        if cfg.refinement:
+        if cfg.mmib.refinement:
             out_t = self.vib_text(h_t, text_mask)
             # posts without an image: the image bottleneck still runs (masked keys are
             # replaced by the all-visible mask inside it), but its KL is not counted
@@ -69,11 +69,11 @@ class MMIBModel(MMIEModel):
                 terms["kl_image"] = gaussian_kl(out_v.mu, out_v.logvar, mask=img_mask)
         else:
             z_t, z_v = h_t, h_v
-        if cfg.alignment and self.training:
+        if cfg.mmib.alignment and self.training:
             keep = present.bool()
             if int(keep.sum()) >= 2:
                 t_vec, v_vec = z_t[keep, 0], z_v[keep, 0]
-                if cfg.alignment_estimator == "discriminator":
+                if cfg.mmib.alignment_estimator == "discriminator":
                     out = self.discriminator(t_vec, v_vec)
                     terms["align"] = out[0] if isinstance(out, tuple) else out
                 else:

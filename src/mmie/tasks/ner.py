@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 import torch
 
 from mmie.data.schema import Example, Span
@@ -30,12 +28,21 @@ class NERTask(Task):
     def from_examples(cls, examples: list[Example]) -> "NERTask":
         return cls(bio_labels([s.label for ex in examples for s in ex.entities]))
 
+    @classmethod
+    def from_data(cls, name, cfg, splits) -> "NERTask":
+        """BIO labels over the entity types of the train split."""
+        return cls.from_examples(splits["train"])
+
+    @classmethod
+    def from_dict(cls, d) -> "NERTask":
+        return cls(d["labels"])
+
     def gold_tags(self, ex: Example) -> list[str]:
         from mmie.data.tags import spans_to_tags
 
         return spans_to_tags(ex.entities, len(ex.tokens), scheme="BIO")
 
-    def collate(self, examples, text_encoder, max_length, with_labels=True):
+    def collate(self, examples, text_encoder, max_length, with_labels=True, phase="test"):
         enc = text_encoder.encode_words([ex.tokens for ex in examples], max_length=max_length,
                                         warn=False)
         batch = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask,

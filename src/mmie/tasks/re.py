@@ -20,7 +20,16 @@ class RETask(Task):
         labels.remove(NONE_LABEL)
         return cls([NONE_LABEL] + labels)
 
-    def collate(self, examples, text_encoder, max_length, with_labels=True):
+    @classmethod
+    def from_data(cls, name, cfg, splits) -> "RETask":
+        """``None`` first, then the relations of the train split, sorted."""
+        return cls.from_examples(splits["train"])
+
+    @classmethod
+    def from_dict(cls, d) -> "RETask":
+        return cls(d["labels"])
+
+    def collate(self, examples, text_encoder, max_length, with_labels=True, phase="test"):
         heads = [(ex.head.start, ex.head.end) for ex in examples]
         tails = [(ex.tail.start, ex.tail.end) for ex in examples]
         enc = text_encoder.encode_pair([ex.tokens for ex in examples], heads, tails,

@@ -1,9 +1,10 @@
-"""Zero-shot multimodal entity typing and relation extraction (MG-VMoE protocol).
+"""The zero-shot task (MG-VMoE protocol): entity typing and relation extraction over labels
+scored by their names / descriptions.
 
 Labels are split into seen (train), validation (model selection) and unseen (test) labels
-(:mod:`mmie.tasks.zeroshot`); every instance goes with its label. Labels are embedded from
-their names / descriptions, which are inputs (a data file users can edit), never trained
-parameters, so any label can be scored at prediction time.
+(:mod:`mmie.tasks.zs_labels`); every instance goes with its label. Label texts are inputs (a
+data file users can edit), never trained parameters, so any label can be scored at
+prediction time. Scores: :mod:`mmie.metrics.zeroshot`.
 
 * ``typing``: one instance per mention (a post with several mentions gives several
   instances); the mention is wrapped in entity markers.
@@ -12,7 +13,6 @@ parameters, so any label can be scored at prediction time.
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -20,17 +20,9 @@ import torch
 
 from mmie.data.schema import Example
 from mmie.errors import ConfigError, DataError
+from mmie.metrics.zeroshot import generalized_metrics, zero_shot_metrics
 from mmie.tasks.base import Task
-from mmie.tasks.zeroshot import (ZeroShotSplit, generalized_metrics, leave_one_type_out,
-                                 split_relations, typing_fold, zero_shot_metrics)
-
-TWITTER_TYPES = {
-    "PER": ("person", "a named person, real or fictional"),
-    "LOC": ("location", "a named place such as a city, country, region or landmark"),
-    "ORG": ("organization", "a named company, team, institution, band or other organization"),
-    "OTHER": ("miscellaneous", "another named thing: an event, product, work or nationality"),
-    "MISC": ("miscellaneous", "another named thing: an event, product, work or nationality"),
-}
+from mmie.tasks.zs_labels import NONE_LABEL, ZeroShotSplit, label_split
 
 PART_OF = {"train": "train", "dev": "val", "test": "test"}
 
@@ -76,36 +68,11 @@ class ZeroShotTask(Task):
         return cls(d["task"], ZeroShotSplit.from_dict(d["split"]), d["label_texts"])
 
     @classmethod
-    def from_config(cls, cfg, train: list[Example], splits: dict[str, list[Example]]) -> "ZeroShotTask":
-        from mmie.tasks.zeroshot import load_label_resource
-
-        every = [e for s in ("train", "dev", "test") for e in splits.get(s, [])]
-        if cfg.model.task == "re":
-            labels = sorted({ex.relation for ex in every} - {"None"})
-            n = len(labels)
-            n_seen = max(1, round(n * 8 / 22))
-            n_val = max(1, (n - n_seen) // 2)
-            split = split_relations(labels, cfg.data.zero_shot_seed, n_seen=n_seen, n_val=n_val,
-                                    n_unseen=n - n_seen - n_val)
-            res = load_label_resource(cfg.data.label_descriptions or "mnre_relations")
-            texts = {l: (res.text(l, "name+description") if l in res.labels else relation_name(l))
-                     for l in split.all_labels}
-            return cls("zs_re", split, texts)
-        types = sorted({s.label for ex in every for s in ex.entities})
-        if cfg.data.held_out_type:
-            if cfg.data.held_out_type not in types:
-                raise ConfigError(f"data.held_out_type={cfg.data.held_out_type!r} is not one of "
-                                  f"the data's types {types}")
-            split = leave_one_type_out(types, cfg.data.held_out_type)
-            texts = {t: "{}: {}".format(*TWITTER_TYPES.get(t, (t.lower(), t.lower())))
-                     for t in types}
-            return cls("typing", split, texts)
-        res = load_label_resource(cfg.data.label_descriptions or _default_resource(cfg, "typing"))
-        if len(res.groups) != 3:
-            raise ConfigError(f"{res.path}: entity typing needs three label groups")
-        split = typing_fold(cfg.data.zero_shot_fold, res.groups)
-        texts = {l: res.text(l, "name+description") for l in split.all_labels}
-        return cls("typing", split, texts)
+    def from_data(cls, name, cfg, splits) -> "ZeroShotTask":
+        """The label split and texts of the run's config over the data's labels
+        (:func:`mmie.tasks.zs_labels.label_split`)."""
+        split, texts = label_split(name, cfg, splits)
+        return cls(name, split, texts)
 
     # ---- data -------------------------------------------------------------------------------
     def filter_splits(self, splits: dict[str, list[Example]], evaluation: bool = False):
@@ -113,7 +80,7 @@ class ZeroShotTask(Task):
         generalised leave-one-type-out protocol, keep the data's splits and drop unseen types
         from training."""
         pools = {s: expand_mentions(v) for s, v in splits.items()}
-        pools = {s: [e for e in v if instance_label(e) != "None"] for s, v in pools.items()}
+        pools = {s: [e for e in v if instance_label(e) != NONE_LABEL] for s, v in pools.items()}
         if self.split.generalized:
             out = {}
             for s, v in pools.items():
@@ -208,17 +175,4 @@ class ZeroShotTask(Task):
         return results
 
 
-def relation_name(label: str) -> str:
-    """``/per/loc/place_of_residence`` -> ``place of residence`` (a label without a text)."""
-    return label.rstrip("/").split("/")[-1].replace("_", " ")
-
-
-def _default_resource(cfg, kind: str) -> str:
-    if cfg.data.name == "synthetic":
-        from mmie.data.paths import synthetic_dir
-
-        return str(synthetic_dir(cfg.data.synthetic_size, cfg.cache_dir) / ("typing/types.json" if kind == "typing" else "re/relations.json"))
-    return "mnre_relations" if kind == "re" else "wikidiverse_types"
-
-
-__all__ = ["ZeroShotTask", "expand_mentions", "instance_label", "random"]
+__all__ = ["ZeroShotTask", "expand_mentions", "instance_label"]

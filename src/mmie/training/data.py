@@ -1,4 +1,6 @@
-"""From a run config to batches: read the splits, attach cached image features, collate.
+"""From a run config to batches: read the splits, turn them into the task's instances, attach
+cached image features, collate. :class:`MMIEDataModule` is that path, shared by training,
+evaluation and the plots.
 
 Image features of a frozen vision encoder are computed once per image (content hash +
 encoder identity) by :class:`mmie.encoders.cache.FeatureCache`; every training run after the
@@ -13,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mmie import registry
 from mmie.config import RunConfig
 from mmie.data.schema import Example
 from mmie.errors import ConfigError, DataError
@@ -23,6 +27,11 @@ from mmie.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 SPLIT_ALIASES = {"train": ("train",), "dev": ("dev", "valid", "val"), "test": ("test",)}
+
+
+def canonical_split(split: str) -> str:
+    """``valid`` / ``val`` -> ``dev``; other names unchanged."""
+    return next((k for k, v in SPLIT_ALIASES.items() if split in v), split)
 
 
 def default_cache_dir(cfg: RunConfig | None = None) -> Path:
@@ -163,8 +172,7 @@ class Collator:
     def __call__(self, items):
         idx = [i for i, _, _ in items]
         exs = [e for _, e, _ in items]
-        kw = {"phase": self.phase} if getattr(self.task, "zero_shot", False) else {}
-        batch = self.task.collate(exs, self.text_encoder, self.max_length, **kw)
+        batch = self.task.collate(exs, self.text_encoder, self.max_length, phase=self.phase)
         batch["index"] = torch.tensor(idx, dtype=torch.long)
         if self.features is not None:
             rows = torch.tensor([r for _, _, r in items], dtype=torch.long)
@@ -320,3 +328,100 @@ def count_truncated(text_encoder, examples: list[Example], max_length: int,
                                         warn=False)
         n += enc.n_truncated
     return n
+
+
+class MMIEDataModule(L.LightningDataModule):
+    """Examples -> the task's instances -> image features (through the feature cache) ->
+    loaders: the one data path of training, evaluation and the plots.
+
+    Args:
+        cfg: the run config (data set, image policy, lengths, batch sizes, seed).
+        text_encoder: batches are tokenised with it.
+        vision_encoder: image features are computed (or read from the cache) with it;
+            ``None`` for models that read no image.
+        task: the task of a saved model; ``None`` builds a new one from the data
+            (:func:`mmie.registry.new_task`, training).
+        splits: the splits to serve (``valid`` / ``val`` are ``dev``). Zero-shot tasks read
+            every split, as their instances are partitioned by label over all of them.
+        count_truncation: count the posts longer than ``data.max_length`` (training reports
+            it).
+        limit: keep only the first ``limit`` instances of each split (after the task's
+            partition).
+
+    :meth:`setup` does the work once; afterwards ``examples[split]`` holds the instances,
+    ``task`` the task and ``report`` what was read, kept and cached.
+    """
+
+    def __init__(self, cfg: RunConfig, text_encoder, vision_encoder=None, task=None, *,
+                 splits: tuple[str, ...] = ("train", "dev", "test"),
+                 count_truncation: bool = False, limit: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.text_encoder = text_encoder
+        self.vision_encoder = vision_encoder
+        self.task = task
+        self.splits = tuple(dict.fromkeys(canonical_split(s) for s in splits))
+        self.count_truncation = count_truncation
+        self.limit = limit
+        self.examples: dict[str, list[Example]] = {}
+        self.rows: dict[str, list[int] | None] = {}
+        self.features: ImageFeatures | None = None
+        self.report: dict[str, Any] = {}
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:  # Lightning calls setup for fit, validate and test alike
+            return
+        cfg = self.cfg
+        zero_shot = (registry.TASK_TYPES[registry.task_name(cfg.model.type, cfg.model.task)]
+                     .zero_shot if self.task is None else self.task.zero_shot)
+        read = ("train", "dev", "test") if zero_shot or self.task is None else self.splits
+        splits = {s: load_examples(cfg, s) for s in read}
+        self.report["examples"] = {s: len(v) for s, v in splits.items()}
+        if self.task is None:
+            self.task = registry.new_task(cfg, splits)
+        splits = self.task.filter_splits(splits)
+        missing = [s for s in self.splits if s not in splits]
+        if missing:
+            raise ConfigError(f"unknown split {missing[0]!r}; expected train, dev or test")
+        splits = {s: splits[s][:self.limit] if self.limit else splits[s] for s in self.splits}
+        self.report["instances"] = {s: len(v) for s, v in splits.items()}
+        if self.count_truncation:
+            self.report["truncated"] = {s: count_truncated(self.text_encoder, v, cfg.data.max_length)
+                                        for s, v in splits.items()}
+            if any(self.report["truncated"].values()):
+                log.warning("posts longer than data.max_length=%d sub-tokens (cut words are "
+                            "predicted 'O' / a window around the mentions is kept): %s",
+                            cfg.data.max_length, self.report["truncated"])
+        self.rows = {s: None for s in splits}
+        if self.vision_encoder is not None:
+            self.features, splits = compute_image_features(cfg, self.vision_encoder, splits,
+                                                           self.report)
+            self.rows = self.features.rows
+        self.report["examples_used"] = {s: len(v) for s, v in splits.items()}
+        self.examples = splits
+        self._ready = True
+
+    def loader(self, split: str, batch_size: int, shuffle: bool = False,
+               group_by_length: bool = True, num_workers: int | None = None) -> ResumableLoader:
+        """A resumable loader over ``split``'s instances (see :func:`make_loader`;
+        ``num_workers`` defaults to ``trainer.num_workers``)."""
+        self.setup()
+        split = canonical_split(split)
+        tc = self.cfg.trainer
+        collate = Collator(self.task, self.text_encoder, self.cfg.data.max_length,
+                           self.features, phase=split)
+        return make_loader(ExampleDataset(self.examples[split], self.rows[split]), collate,
+                           batch_size, shuffle,
+                           tc.num_workers if num_workers is None else num_workers, self.cfg.seed,
+                           group_by_length=group_by_length,
+                           bucket_batches=tc.length_bucketing if shuffle else 0)
+
+    def train_dataloader(self) -> ResumableLoader:
+        return self.loader("train", self.cfg.trainer.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> ResumableLoader:
+        return self.loader("dev", self.cfg.trainer.eval_batch_size)
+
+    def test_dataloader(self) -> ResumableLoader:
+        return self.loader("test", self.cfg.trainer.eval_batch_size)

@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from mmie import registry
 from mmie.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -89,22 +90,7 @@ def resolve_precision(precision: str, accelerator: str, strategy: str = "auto") 
 
 
 def model_uses_image(cfg: RunConfig) -> bool:
-    return cfg.model.type not in ("text", "label_sim")
-
-
-def make_task(cfg: RunConfig, train_examples, eval_examples):
-    from mmie.tasks.ner import NERTask
-    from mmie.tasks.re import RETask
-
-    if cfg.model.task == "ner":
-        return NERTask.from_examples(train_examples)
-    from mmie.config import ZERO_SHOT_TYPES
-
-    if cfg.model.task == "re" and cfg.model.type not in ZERO_SHOT_TYPES:
-        return RETask.from_examples(train_examples)
-    from mmie.tasks.zs import ZeroShotTask
-
-    return ZeroShotTask.from_config(cfg, train_examples, eval_examples)
+    return registry.model_type(cfg.model.type).uses_image
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -166,8 +152,7 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
 
     from mmie.models.factory import build_model, save_pretrained
     from mmie.training.callbacks import JsonlLogger
-    from mmie.training.data import (Collator, ExampleDataset, compute_image_features,
-                                    count_truncated, load_examples, make_loader)
+    from mmie.training.data import MMIEDataModule
     from mmie.training.module import MMIELightningModule
 
     t0 = time.perf_counter()
@@ -186,40 +171,17 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
                 (out / stale).unlink(missing_ok=True)
         cfg.save(out / "config.yaml")
 
-    uses_image = model_uses_image(cfg)
-    text, vision = build_encoders(cfg, uses_image)
-    splits = {s: load_examples(cfg, s) for s in ("train", "dev", "test")}
-    report: dict[str, Any] = {"examples": {s: len(v) for s, v in splits.items()}}
-    task = make_task(cfg, splits["train"], splits)
-    splits = task.filter_splits(splits) if hasattr(task, "filter_splits") else splits
-    report["truncated"] = {s: count_truncated(text, v, cfg.data.max_length)
-                           for s, v in splits.items()}
-    if any(report["truncated"].values()):
-        log.warning("posts longer than data.max_length=%d sub-tokens (cut words are predicted "
-                    "'O' / a window around the mentions is kept): %s", cfg.data.max_length,
-                    report["truncated"])
-    features = None
-    rows = {s: None for s in splits}
-    if uses_image:
-        features, splits = compute_image_features(cfg, vision, splits, report)
-        rows = features.rows
-    report["examples_used"] = {s: len(v) for s, v in splits.items()}
+    text, vision = build_encoders(cfg, model_uses_image(cfg))
+    data = MMIEDataModule(cfg, text, vision, count_truncation=True)
+    data.setup("fit")
+    task, report = data.task, data.report
     log.info("data: %s", report)
 
     model = build_model(cfg.model, task, text, vision)
     tc = cfg.trainer
 
-    def loader(split: str, bs: int, shuffle: bool):
-        collate = Collator(task, text, cfg.data.max_length, features, phase=split)
-        return make_loader(ExampleDataset(splits[split], rows[split]), collate, bs, shuffle,
-                           tc.num_workers, cfg.seed, group_by_length=True,
-                           bucket_batches=tc.length_bucketing if shuffle else 0)
-
-    train_dl = loader("train", tc.batch_size, True)
-    dev_dl = loader("dev", tc.eval_batch_size, False)
-    test_dl = loader("test", tc.eval_batch_size, False)
-
-    module = MMIELightningModule(model, task, cfg, {"dev": splits["dev"], "test": splits["test"]})
+    module = MMIELightningModule(model, task, cfg,
+                                 {"dev": data.examples["dev"], "test": data.examples["test"]})
     monitor = f"dev/{task.monitor}"
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True,
@@ -243,7 +205,7 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     start = resume_checkpoint(out / "checkpoints") if resume else None
     if resume and start is None:
         log.warning("--resume: no checkpoint in %s; training from scratch", out / "checkpoints")
-    trainer.fit(module, train_dl, dev_dl, ckpt_path=str(start) if start else None)
+    trainer.fit(module, datamodule=data, ckpt_path=str(start) if start else None)
     train_seconds = time.perf_counter() - t0
 
     best_path = ckpt.best_model_path or str(last)
@@ -251,9 +213,9 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     module.load_state_dict(state)
     best_epoch = _best_epoch(out / "metrics.jsonl", monitor)
 
-    trainer.validate(module, dev_dl, verbose=False)
+    trainer.validate(module, datamodule=data, verbose=False)
     dev_eval = eval_payload(module, cfg, "dev", task)
-    trainer.test(module, test_dl, verbose=False)
+    trainer.test(module, datamodule=data, verbose=False)
     test_eval = eval_payload(module, cfg, "test", task)
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
