@@ -72,7 +72,10 @@ def _parser() -> argparse.ArgumentParser:
                          formatter_class=fmt)
     sy.add_argument("output_dir")
     sy.add_argument("--seed", type=int, default=0)
-    sy.add_argument("--n-train", type=int, default=600)
+    sy.add_argument("--n-train", type=int, default=600, help="posts per task in train")
+    sy.add_argument("--n-valid", type=int, help="posts per task in valid (default: n-train / 4)")
+    sy.add_argument("--n-test", type=int, help="posts per task in test (default: n-train / 4)")
+    sy.add_argument("--image-size", type=int, default=128, help="picture side in pixels")
 
     # train -----------------------------------------------------------------------------------
     t = add("train", "train a model from a YAML recipe (configs/) with overrides")
@@ -200,8 +203,11 @@ def cmd_data(a: argparse.Namespace) -> int:
         from mmie.data.synthetic import generate
 
         n = a.n_train
-        _print_json(generate(a.output_dir, seed=a.seed, n_train=n, n_valid=max(1, n // 4),
-                             n_test=max(1, n // 4)))
+        quarter = max(1, n // 4)
+        _print_json(generate(a.output_dir, seed=a.seed, n_train=n,
+                             n_valid=quarter if a.n_valid is None else a.n_valid,
+                             n_test=quarter if a.n_test is None else a.n_test,
+                             image_size=a.image_size))
     else:
         print("usage: mmie data {stats,validate,download,synthetic} ...", file=sys.stderr)
         return 2
