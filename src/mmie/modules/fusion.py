@@ -66,7 +66,7 @@ def _check(text: torch.Tensor, image: torch.Tensor, name: str) -> None:
 class CrossModalFusion(nn.Module):
     """MMIB's cross-modal fusion: image-to-text, then text-to-image cross-attention.
 
-    Reading of the paper (PAPERS.md: "image-to-text cross-attention, then text-to-image
+    Reading of the MMIB paper ("image-to-text cross-attention, then text-to-image
     cross-attention"), "X-to-Y" naming the direction information flows:
 
     1. image-to-text: the text tokens are the queries and attend over the image tokens
