@@ -12,9 +12,9 @@ def softplus(x: float) -> float:
     return math.log1p(math.exp(x))
 
 
-def _tiny_scorer() -> MIDiscriminator:
+def _tiny_scorer(**kw) -> MIDiscriminator:
     """T(t, v) = 2 * relu(t + v) - 1 on 1-d vectors."""
-    d = MIDiscriminator(1, 1, hidden=1)
+    d = MIDiscriminator(1, 1, hidden=1, **kw)
     lin1, lin2 = d.scorer[0], d.scorer[3]
     with torch.no_grad():
         lin1.weight.copy_(torch.tensor([[1.0, 1.0]]))
@@ -24,20 +24,36 @@ def _tiny_scorer() -> MIDiscriminator:
     return d
 
 
-def test_bce_loss_by_hand():
-    d = _tiny_scorer()
-    t = torch.tensor([[1.0], [2.0], [-1.0]])
-    v = torch.tensor([[0.5], [-1.0], [3.0]])
-    # matched: t_i + v_i = 1.5, 1, 2 -> T = 2, 1, 3 (target 1: loss softplus(-T))
-    # shifted (v rolled by one: 3, 0.5, -1): t + v = 4, 2.5, -2 -> T = 7, 4, -1 (target 0:
-    # loss softplus(T))
-    terms = [softplus(-2), softplus(-1), softplus(-3), softplus(7), softplus(4), softplus(-1)]
-    expected = sum(terms) / 6
-    out = d(t, v)
-    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
-    assert out.mi_estimate.item() == pytest.approx(-2 * expected, rel=1e-6)
+T3 = torch.tensor([[1.0], [2.0], [-1.0]])
+V3 = torch.tensor([[0.5], [-1.0], [3.0]])
+# matched: t_i + v_i = 1.5, 1, 2 -> T = 2, 1, 3 (target 1: loss softplus(-T))
+POS = [softplus(-2), softplus(-1), softplus(-3)]
+# shifted (v rolled by one: 3, 0.5, -1): t + v = 4, 2.5, -2 -> T = 7, 4, -1 (target 0:
+# loss softplus(T))
+NEG1 = [softplus(7), softplus(4), softplus(-1)]
+# rolled by two (-1, 3, 0.5): t + v = 0, 5, -0.5 -> T = -1, 9, -1
+NEG2 = [softplus(-1), softplus(9), softplus(-1)]
+
+
+def test_bce_loss_by_hand_default_is_released_code_sum():
+    """Default: positive BCE + one BCE per negative shift (each a batch mean), not halved."""
+    out = _tiny_scorer()(T3, V3)
+    assert out.loss.item() == pytest.approx(sum(POS) / 3 + sum(NEG1) / 3, rel=1e-6)
+    assert out.mi_estimate.item() == pytest.approx(-sum(POS) / 3 - sum(NEG1) / 3, rel=1e-6)
     # also the tuple protocol the models use
     assert out[0] is out.loss
+
+
+def test_bce_loss_by_hand_mean_option_and_two_shifts():
+    out = _tiny_scorer(reduction="mean")(T3, V3)
+    assert out.loss.item() == pytest.approx((sum(POS) + sum(NEG1)) / 6, rel=1e-6)
+    out2 = _tiny_scorer(shifts=2)(T3, V3)
+    assert out2.loss.item() == pytest.approx((sum(POS) + sum(NEG1) + sum(NEG2)) / 3, rel=1e-6)
+    assert out2.mi_estimate.item() == pytest.approx(-sum(POS) / 3 - (sum(NEG1) + sum(NEG2)) / 6,
+                                                    rel=1e-6)
+    # a shift that would wrap onto the positives (s >= B) is skipped
+    out5 = _tiny_scorer(shifts=5)(T3, V3)
+    assert out5.loss.item() == pytest.approx(out2.loss.item(), rel=1e-6)
 
 
 def test_batch_of_one_has_zero_loss_and_gradient_path():
@@ -69,9 +85,10 @@ def test_training_on_correlated_pairs_decreases_loss():
     with torch.no_grad():
         outs = [d(*batch()) for _ in range(10)]
     end = sum(o.loss.item() for o in outs) / 10
-    assert start == pytest.approx(math.log(2), abs=0.1)
-    assert end < 0.3 < start
-    assert sum(o.mi_estimate.item() for o in outs) / 10 > -0.6 > -2 * start
+    # default reduction: positive BCE + negative BCE, 2 log 2 for a scorer that cannot tell
+    assert start == pytest.approx(2 * math.log(2), abs=0.2)
+    assert end < 0.6 < start
+    assert sum(o.mi_estimate.item() for o in outs) / 10 > -0.6 > -start
 
 
 def test_info_nce_by_hand():

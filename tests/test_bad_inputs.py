@@ -405,3 +405,202 @@ def test_http_candidate_labels_on_ner_model(client):
     assert r.status_code == 422 and "candidate_labels" in r.json()["detail"]
     # the service keeps serving after errors
     assert client.post("/predict", json={"text": "Obama in Paris"}).status_code == 200
+
+
+# --------------------------------------------------------------------------- checkpoints, run dirs
+class _Evil:
+    """A pickle that runs a shell command when loaded (what a crafted checkpoint does)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def _write_last_ckpt(run, obj) -> None:
+    import torch
+
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save(obj, run / "checkpoints" / "last.ckpt")
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(tmp_path, capsys):
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    _write_last_ckpt(run, {"state_dict": {}, "global_step": 5, "x": _Evil(marker)})
+    rc = mmie.cli.main(["train", "--output-dir", str(run), "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert not marker.exists()
+    assert "last.ckpt" in err and "refused to load this checkpoint" in err
+    assert "Traceback" not in err
+
+
+def test_resume_with_a_garbage_checkpoint_is_a_clear_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"this is not a checkpoint at all")
+    rc = mmie.cli.main(["train", "--output-dir", str(run), "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert f"{run / 'checkpoints' / 'last.ckpt'}: not a readable checkpoint" in err
+    assert "delete it to train from scratch" in err
+
+
+def test_train_output_dir_under_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    rc = mmie.cli.main(["train", "--output-dir", str(f / "run")])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert f"{f} is a file, not a directory" in err
+
+
+def test_train_output_dir_unwritable(tmp_path, capsys):
+    rc = mmie.cli.main(["train", "--output-dir", "/proc/mmie-no-such-run"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "output_dir /proc/mmie-no-such-run: cannot write there" in err
+
+
+# --------------------------------------------------------------------------- broken model folders
+def _model_copy(tmp_path):
+    import shutil
+
+    out, _ = _ner_pred()
+    dst = tmp_path / "model"
+    shutil.copytree(out / "model", dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage,expect", [
+    ("no-weights", r"model.safetensors is missing"),
+    ("truncated-header", r"model.safetensors: unreadable weights file .*truncated"),
+    ("truncated-half", r"model.safetensors: unreadable weights file .*truncated"),
+    ("corrupt-config", r"config.json: corrupt config.json"),
+    ("config-not-mmie", r"config.json: not an mmie model config"),
+])
+def test_damaged_model_folder_is_a_clear_error(tmp_path, capsys, damage, expect):
+    import re
+
+    d = _model_copy(tmp_path)
+    w = d / "model.safetensors"
+    if damage == "no-weights":
+        w.unlink()
+    elif damage.startswith("truncated"):
+        data = w.read_bytes()
+        w.write_bytes(data[:1000] if damage == "truncated-header" else data[:len(data) // 2])
+    elif damage == "corrupt-config":
+        (d / "config.json").write_text("{bad json", encoding="utf-8")
+    else:
+        (d / "config.json").write_text('{"hello": 1}', encoding="utf-8")
+    with pytest.raises(mmie.errors.MMIEError, match=expect):
+        mmie.load(d)
+    rc = mmie.cli.main(["predict", str(d), "--text", "Obama in Paris"])
+    err = capsys.readouterr().err
+    assert rc == 1 and re.search(expect, err), err
+    assert "copy the model folder again, or re-create it with `mmie train`" in err
+
+
+# --------------------------------------------------------------------------- silently ignored / late
+@pytest.mark.parametrize("args,field", [(["--head", "0,5"], "head"),
+                                        (["--tail", "9,14"], "tail"),
+                                        (["--head", "0,5", "--tail", "9,14"], "head")])
+def test_head_tail_on_an_ner_model_are_refused(capsys, args, field):
+    out, pred = _ner_pred()
+    rc = mmie.cli.main(["predict", str(out / "model"), "--text", "Obama in Paris", *args])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"field '{field}'" in err and "not used by an NER model" in err
+    with pytest.raises(DataError, match="not used by an NER model") as ei:
+        pred.predict(text="Obama in Paris", **{field: (0, 5)})
+    assert ei.value.field == field
+
+
+def test_predict_text_with_output_writes_the_file(tmp_path, capsys):
+    out, pred = _ner_pred()
+    dst = tmp_path / "one.jsonl"
+    assert mmie.cli.main(["predict", str(out / "model"), "--text", "Obama in Paris",
+                          "--output", str(dst)]) == 0
+    rows = [json.loads(l) for l in dst.read_text(encoding="utf-8").splitlines()]
+    assert rows == [pred.predict(text="Obama in Paris")]
+    assert capsys.readouterr().out == ""  # written to the file, not printed
+
+
+@pytest.mark.parametrize("cmd", ["predict-input", "predict-text", "evaluate"])
+def test_unwritable_output_fails_before_the_work(tmp_path, capsys, monkeypatch, cmd):
+    out, _ = _ner_pred()
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"text": "Obama in Paris"}\n', encoding="utf-8")
+    dst = tmp_path / "nodir" / "x.jsonl"
+    import mmie.inference.predictor as predictor
+
+    def no_work(*a, **k):  # the model must not even be loaded
+        raise AssertionError("work started before the output path was checked")
+
+    monkeypatch.setattr(predictor, "load", no_work)
+    args = {"predict-input": ["predict", str(out / "model"), "--input", str(inp)],
+            "predict-text": ["predict", str(out / "model"), "--text", "Obama"],
+            "evaluate": ["evaluate", str(out / "model")]}[cmd]
+    rc = mmie.cli.main([*args, "--output", str(dst)])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert f"--output {dst}: the folder {dst.parent} does not exist" in err
+
+
+def test_set_with_invalid_yaml_value(tmp_path, capsys):
+    rc = mmie.cli.main(["train", "--output-dir", str(tmp_path / "r"), "--set", "trainer.lr=[1,"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "override --set trainer.lr=[1,: the value '[1,' is not valid YAML" in err
+    assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- data stats / validate
+def _mnre_line(name="Obama", relation="/per/loc/place_of_residence") -> str:
+    return repr({"token": ["Obama", "in", "Paris"], "h": {"name": name, "pos": [0, 1]},
+                 "t": {"name": "Paris", "pos": [2, 3]}, "img_id": "x.jpg",
+                 "relation": relation}) + "\n"
+
+
+def _mnre_folder(tmp_path):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "train.txt").write_text(_mnre_line() + "\n" + _mnre_line("Obama Barack") +
+                                 _mnre_line(), encoding="utf-8")
+    (d / "valid.txt").write_text(_mnre_line(), encoding="utf-8")
+    (d / "test.txt").write_text(_mnre_line(relation="None"), encoding="utf-8")
+    return d
+
+
+def test_data_stats_names_the_file_and_line_of_a_name_mismatch(tmp_path, capsys):
+    d = _mnre_folder(tmp_path)
+    assert mmie.cli.main(["data", "stats", str(d)]) == 0  # a counted warning, not an error
+    out = capsys.readouterr().out
+    assert (f"train: name mismatch 1 (warning: an entity name differs from its token span; "
+            f"the span is used) at {d / 'train.txt'} line 3") in out
+    assert mmie.cli.main(["data", "stats", str(d), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)["splits"]
+    assert st["train"]["name_mismatch"] == 1 and st["train"]["name_mismatch_lines"] == [3]
+    assert "name_mismatch" not in st["valid"]
+
+
+def test_data_validate_a_folder_of_split_files(tmp_path, capsys):
+    d = _mnre_folder(tmp_path)
+    assert mmie.cli.main(["data", "validate", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "unknown data set" not in out
+    assert f"[ok] {d / 'train.txt'}: readable as mnre (posts 3, instances 3, relations 3)" in out
+    assert f"name mismatch 1" in out and "line 3" in out
+    (d / "test.txt").write_text(_mnre_line() + "{'token': ['a'], 'h': 5, 't': 1}\n",
+                                encoding="utf-8")
+    assert mmie.cli.main(["data", "validate", str(d), "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    bad = [r for r in rep["files"] if not r["ok"]]
+    assert len(bad) == 1 and f"{d / 'test.txt'}, line 2, field 'h'" in bad[0]["checks"][0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert mmie.cli.main(["data", "validate", str(empty)]) == 1
+    assert "no train/valid/test files found" in capsys.readouterr().out

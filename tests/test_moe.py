@@ -81,9 +81,11 @@ def test_dense_load_balance_counts_top1():
     torch.testing.assert_close(out.gates[0], torch.tensor(PROBS))  # dense gates = probs
 
 
-def test_kl_hand_computed():
-    """Two experts, latent 2, constant posteriors; gates 0.25 / 0.75."""
-    layer = VMoELayer(2, num_experts=2, latent_dim=2, gating="dense", dropout=0.0)
+def test_kl_hand_computed_residual_form():
+    """Two experts, latent 2, constant posteriors; gates 0.25 / 0.75 (residual form: the KL
+    is gate-weighted and averaged over the latent dims)."""
+    layer = VMoELayer(2, num_experts=2, latent_dim=2, gating="dense", dropout=0.0,
+                      form="residual")
     with torch.no_grad():
         layer.gate.weight.zero_()
         layer.gate.bias.copy_(torch.tensor([math.log(0.25), math.log(0.75)]))
@@ -126,9 +128,9 @@ def test_kl_ignores_masked_tokens():
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters() if p.grad is not None)
 
 
-def test_eval_is_deterministic_and_matches_formula():
+def test_eval_is_deterministic_and_matches_formula_residual_form():
     torch.manual_seed(3)
-    layer = VMoELayer(8, num_experts=3, dropout=0.5)
+    layer = VMoELayer(8, num_experts=3, dropout=0.5, form="residual")
     x = torch.randn(2, 4, 8)
     layer.train()
     assert not torch.equal(layer(x).hidden, layer(x).hidden)    # sampling + dropout
@@ -138,6 +140,73 @@ def test_eval_is_deterministic_and_matches_formula():
     g = torch.softmax(layer.gate(x), -1)
     mixed = sum(g[..., e:e + 1] * ex.out(ex.mu(x)) for e, ex in enumerate(layer.experts))
     torch.testing.assert_close(h1, x + layer.norm(mixed))
+
+
+def _constant_posterior_layer() -> VMoELayer:
+    """Default (released-code) layer: width 2, two experts with constant posteriors
+    (mu, logvar independent of x) and gates 0.25 / 0.75 for every token."""
+    layer = VMoELayer(2, num_experts=2, gating="dense")
+    with torch.no_grad():
+        layer.gate.weight.zero_()
+        layer.gate.bias.copy_(torch.tensor([math.log(0.25), math.log(0.75)]))
+        for e in layer.experts:
+            e.mu.weight.zero_()
+            e.logvar.weight.zero_()
+        layer.experts[0].mu.bias.copy_(torch.tensor([1.0, 0.0]))
+        layer.experts[0].logvar.bias.copy_(torch.tensor([0.0, 0.0]))
+        layer.experts[1].mu.bias.copy_(torch.tensor([0.0, 2.0]))
+        layer.experts[1].logvar.bias.copy_(torch.tensor([math.log(2.0), math.log(0.5)]))
+    return layer
+
+
+def test_default_form_is_the_released_code_mixture_of_samples():
+    """Output = sum_e g_e (mu_e + sigma_e eps_e): no residual, no LayerNorm, no projection."""
+    layer = _constant_posterior_layer()
+    assert layer.form == "code"
+    assert all(e.out is None for e in layer.experts)
+    assert not hasattr(layer, "norm")
+    x = torch.randn(2, 3, 2)
+    layer.train()
+    torch.manual_seed(11)
+    out = layer(x)
+    torch.manual_seed(11)  # the same draws, in the layer's order (expert 0, then expert 1)
+    eps0, eps1 = torch.randn(2, 3, 2), torch.randn(2, 3, 2)
+    sd0 = torch.tensor([1.0, 1.0])
+    sd1 = torch.tensor([math.sqrt(2.0), math.sqrt(0.5)])
+    z0 = torch.tensor([1.0, 0.0]) + sd0 * eps0
+    z1 = torch.tensor([0.0, 2.0]) + sd1 * eps1
+    torch.testing.assert_close(out.hidden, 0.25 * z0 + 0.75 * z1)
+    # evaluation: the mixture of the means, still without x
+    layer.eval()
+    torch.testing.assert_close(layer(x).hidden,
+                               torch.tensor([0.25, 1.5]).expand(2, 3, 2))
+
+
+def test_default_kl_summed_over_latents_and_experts_ungated():
+    """KL closed form 0.5 (mu^2 + var - 1 - log var), summed over every expert's latent dims
+    (not weighted by the gates), averaged over the valid tokens."""
+    layer = _constant_posterior_layer()
+    kl0 = 0.5 * (1 + 1 - 1 - 0) + 0.0                                          # 0.5
+    kl1 = 0.5 * (0 + 2 - 1 - math.log(2)) + 0.5 * (4 + 0.5 - 1 - math.log(0.5))  # 2.0
+    x = torch.randn(2, 3, 2)
+    for mode in ("train", "eval"):
+        getattr(layer, mode)()
+        out = layer(x, torch.tensor([[1, 1, 0], [1, 0, 0]]))
+        assert out.kl.item() == pytest.approx(kl0 + kl1, abs=1e-6)
+    # against the module's own Gaussian KL: the same number
+    from mmie.modules.vib import gaussian_kl
+
+    mu = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    lv = torch.tensor([[0.0, 0.0], [math.log(2.0), math.log(0.5)]])
+    assert out.kl.item() == pytest.approx(gaussian_kl(mu, lv, reduction="sum").item(), abs=1e-6)
+
+
+def test_code_form_needs_latent_equal_width():
+    with pytest.raises(ConfigError, match="latent_dim"):
+        VMoELayer(8, num_experts=2, latent_dim=4)
+    with pytest.raises(ConfigError, match="moe_form"):
+        VMoELayer(8, form="gated")
+    VMoELayer(8, num_experts=2, latent_dim=4, form="residual")  # projects back: fine
 
 
 def test_uni_backbone_shared_across_modalities_and_grads_flow():

@@ -28,7 +28,7 @@ EXPECTED_TERMS = {
     "mmib": {"task", "loss", "kl_text", "kl_image", "align"},
     "text": {"task", "loss"},
     "fusion": {"task", "loss"},
-    "mg_vmoe": {"task", "loss", "kl", "gate_entropy", "nce", "vat"},
+    "mg_vmoe": {"task", "loss", "kl_text", "kl_image", "gate_entropy", "nce", "vat"},
     "label_sim": {"task", "loss"},
 }
 RUN_FILES = ["config.yaml", "metrics.jsonl", "steps.jsonl", "checkpoints/best.ckpt",
@@ -71,6 +71,24 @@ def test_run_directory_terms_and_model_selection(name, tiny_run):
     assert summary["test"][metric] == pytest.approx(eval_test[metric])
     # the saved config reloads to the same configuration
     assert load_config(out / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("name", ["mmib_ner", "mmib_re", "mg_vmoe_typing"])
+def test_every_loss_term_logged_per_epoch_with_finite_values(name, tiny_run):
+    """Each epoch row of metrics.jsonl holds every term of the model (raw mean and weighted
+    contribution), all finite, and the weighted contributions add up to the total loss."""
+    import math
+
+    out, _, cfg = tiny_run(name)
+    for r in read_jsonl(out / "metrics.jsonl"):
+        for term in EXPECTED_TERMS[cfg.model.type]:
+            v = r.get(f"train/{term}")
+            assert isinstance(v, float) and math.isfinite(v), (name, term, v)
+            if term != "loss":
+                w = r.get(f"weighted/{term}")
+                assert isinstance(w, float) and math.isfinite(w), (name, term, w)
+        weighted = sum(v for k, v in r.items() if k.startswith("weighted/"))
+        assert weighted == pytest.approx(r["train/loss"], rel=1e-4)
 
 
 def test_training_loss_decreases(tiny_run):

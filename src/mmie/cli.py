@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set trainer.max_epochs=10 (repeatable)")
     t.add_argument("--output-dir", help="run directory (config key output_dir)")
+    t.add_argument("--data-dir", help="data root (config key data.data_dir; default $MMIE_DATA, "
+                   "then ../shared/data)")
     t.add_argument("--seed", type=int)
     t.add_argument("--devices", help="devices per node (trainer.devices), e.g. 2")
     t.add_argument("--strategy", help="trainer.strategy, e.g. ddp")
@@ -170,6 +172,23 @@ def _read_jsonl_items(path: str, with_lines: bool = False) -> list[Any]:
     return [(lineno, d) if with_lines else d for lineno, d in iter_json_objects(path)]
 
 
+def check_output_file(output: str | None, flag: str = "--output") -> None:
+    """Fail before any work when ``output`` cannot be written: its folder must exist and be
+    writable, and the path must not be a directory."""
+    if output is None:
+        return
+    out = Path(output)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise MMIEError(f"{flag} {out}: is a directory; give a file name")
+    if not parent.is_dir():
+        raise MMIEError(f"{flag} {out}: the folder {parent} does not exist; create it first")
+    import os
+
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MMIEError(f"{flag} {out}: the folder {parent} is not writable")
+
+
 def _write_results(results: list[Any], output: str | None) -> None:
     if output is None:
         for r in results:
@@ -224,6 +243,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         extra["output_dir"] = a.output_dir
     if a.seed is not None:
         extra["seed"] = a.seed
+    if a.data_dir:
+        extra["data"] = {"data_dir": a.data_dir}
     if a.devices is not None:
         tr["devices"] = int(a.devices) if str(a.devices).isdigit() else a.devices
     for key in ("strategy", "accelerator", "num_nodes", "precision"):
@@ -241,6 +262,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from mmie.inference.evaluate import evaluate
 
+    check_output_file(a.output)
     res = evaluate(a.model_dir, data=a.data, split=a.split, data_dir=a.data_dir,
                    image_dir=a.image_dir, image_policy=a.image_policy, output=a.output,
                    batch_size=a.batch_size, limit=a.limit)
@@ -257,6 +279,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from mmie.inference.predictor import load
 
+    if a.input is None and a.text is None:
+        raise MMIEError("give --text (and optionally --image) or --input FILE.jsonl")
+    check_output_file(a.output)
     pred = load(a.model_dir)
     if a.input:
         numbered = _read_jsonl_items(a.input, with_lines=True)
@@ -280,26 +305,32 @@ def cmd_predict(a: argparse.Namespace) -> int:
                 raise
         _write_results(results, a.output)
         return 0
-    if a.text is None:
-        raise MMIEError("give --text (and optionally --image) or --input FILE.jsonl")
     cands = [c.strip() for c in a.candidate_labels.split(",")] if a.candidate_labels else None
     res = pred.predict(text=a.text, image=a.image, head=_offsets(a.head, "head"),
                        tail=_offsets(a.tail, "tail"), candidate_labels=cands)
-    _print_json(res)
+    if a.output:
+        _write_results([res], a.output)
+    else:
+        _print_json(res)
     return 0
 
 
 def cmd_extract(a: argparse.Namespace) -> int:
     from mmie.inference.pipeline import pipeline
 
+    if a.input is None and a.text is None:
+        raise MMIEError("give --text (and optionally --image) or --input FILE.jsonl")
+    check_output_file(a.output)
     pipe = pipeline(ner=a.ner, re=a.re, type_constraints=not a.no_type_constraints)
     if a.input:
         items = _read_jsonl_items(a.input)
         _write_results(pipe.extract_batch(items, progress=True), a.output)
         return 0
-    if a.text is None:
-        raise MMIEError("give --text (and optionally --image) or --input FILE.jsonl")
-    _print_json(pipe.extract(a.text, image=a.image))
+    res = pipe.extract(a.text, image=a.image)
+    if a.output:
+        _write_results([res], a.output)
+    else:
+        _print_json(res)
     return 0
 
 

@@ -42,6 +42,16 @@ class DataConfig:
     """Entity typing: which rotation of the three label groups (0, 1, 2)."""
     held_out_type: str | None = None
     """Twitter leave-one-type-out zero-shot typing: the unseen type."""
+    validation_type: str | None = None
+    """Leave-one-type-out: a second type held out of training and used as the validation
+    label (model selection, calibrated stacking). Default null: train on every other type and
+    select on the dev posts of the seen types only (never the held-out type's dev labels)."""
+    label_text: str = "name+description"
+    """Zero-shot label text the encoder reads: name | description | name+description
+    ("name: description"). The paper encodes the label name."""
+    class_balanced: bool | None = None
+    """Zero-shot training: sample seen labels class-balanced (weights 1 / count, with
+    replacement). Default null = on for zero-shot models (the MG-VMoE code), off otherwise."""
     label_descriptions: str | None = None
     """Label-text JSON used to embed zero-shot labels: {"labels": {label: {"name", "description"}},
     "groups": {...}} or a list of {"name", "description", "group"} (default: built-in
@@ -61,6 +71,11 @@ class MMIBConfig:
     alignment_estimator: str = "discriminator"
     """discriminator (binary cross-entropy of a critic over matched vs shifted text-image
     pairs, the paper's estimator) | infonce"""
+    alignment_reduction: str = "sum"
+    """sum (released code: positive-pair BCE + one BCE per negative shift) | mean (BCE
+    averaged over every scored pair, half of sum for one shift)"""
+    alignment_shifts: int = 1
+    """Negatives of the discriminator: images rolled by 1..N within the batch."""
     beta_align: float = 1.0
     beta_kl_text: float = 1.0
     beta_kl_image: float = 1.0
@@ -76,6 +91,13 @@ class MGVMoEConfig:
     gating: str = "dense"
     """dense (every expert weighted, as the paper's code does) | topk"""
     top_k: int = 2
+    moe_form: str = "code"
+    """code (released code: output = gate-weighted mixture of the experts' samples, KL summed
+    over every expert's latent dims, ungated) | residual (x + LN(dropout(sum g W z)), gated
+    KL averaged over dims)"""
+    calibrated_stacking: bool = False
+    """Generalised zero-shot: subtract a constant, chosen on validation, from the seen labels'
+    scores (saved with the model). Needs data.held_out_type and data.validation_type."""
     beta_aux: float = 1.0
     beta_kl: float = 1.0
     beta_nce: float = 1.0
@@ -110,6 +132,8 @@ class ModelConfig:
     """Image regions are the vision encoder's feature map average-pooled to N x N."""
     crf_constraints: bool = True
     """NER: forbid BIO-invalid tag transitions in the CRF."""
+    re_loss_reduction: str = "sum"
+    """Supervised RE: cross-entropy over the batch, sum (MMIB's released code) | mean"""
     mmib: MMIBConfig = field(default_factory=MMIBConfig)
     mg_vmoe: MGVMoEConfig = field(default_factory=MGVMoEConfig)
 
@@ -127,6 +151,8 @@ class TrainerConfig:
     head_lr: float = 1e-3
     """Learning rate of everything outside the text encoder (fusion, VIB, heads)."""
     crf_lr: float = 5e-2
+    crf_lr_emissions: bool = True
+    """The NER emission projection trains at crf_lr too (HVPNeT / MMIB code); false: head_lr."""
     weight_decay: float = 0.01
     warmup_ratio: float = 0.03
     grad_accum: int = 1
@@ -186,6 +212,33 @@ class RunConfig:
         _choice("model.gating", self.model.mg_vmoe.gating, ("dense", "topk"))
         _choice("model.vat", self.model.mg_vmoe.vat, ("learned", "power", "off"))
         _choice("data.image_policy", self.data.image_policy, ("error", "skip", "blank"))
+        _choice("model.moe_form", self.model.mg_vmoe.moe_form, ("code", "residual"))
+        _choice("model.alignment_reduction", self.model.mmib.alignment_reduction,
+                ("sum", "mean"))
+        _choice("model.re_loss_reduction", self.model.re_loss_reduction, ("sum", "mean"))
+        _choice("data.label_text", self.data.label_text,
+                ("name", "description", "name+description"))
+        if self.model.mmib.alignment_shifts < 1:
+            raise ConfigError(f"model.alignment_shifts must be >= 1, got "
+                              f"{self.model.mmib.alignment_shifts}")
+        zero_shot = registry.model_type(self.model.type).zero_shot
+        if self.data.class_balanced and not zero_shot:
+            raise ConfigError("data.class_balanced=true applies to zero-shot models "
+                              f"({', '.join(registry.zero_shot_types())}), not "
+                              f"model.type={self.model.type}")
+        if self.data.validation_type is not None:
+            if self.data.held_out_type is None:
+                raise ConfigError("data.validation_type needs data.held_out_type "
+                                  "(leave-one-type-out)")
+            if self.data.validation_type == self.data.held_out_type:
+                raise ConfigError("data.validation_type must differ from data.held_out_type "
+                                  f"(both {self.data.held_out_type!r}): the held-out type's "
+                                  "labels are for the test only")
+        if self.model.mg_vmoe.calibrated_stacking and (self.data.held_out_type is None
+                                                       or self.data.validation_type is None):
+            raise ConfigError("model.calibrated_stacking applies to generalised zero-shot: it "
+                              "needs data.held_out_type and data.validation_type (the constant "
+                              "is chosen on validation labels that are not seen in training)")
         registry.check_model_task(self.model.type, self.model.task)
         if self.trainer.batch_size < 1 or self.trainer.grad_accum < 1:
             raise ConfigError("trainer.batch_size and trainer.grad_accum must be >= 1")
@@ -284,7 +337,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.path=value")
     key, raw = text.split("=", 1)
-    return key.strip(), _yaml_load(raw) if raw.strip() else None
+    try:
+        return key.strip(), _yaml_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        why = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"override --set {text}: the value {raw!r} is not valid YAML ({why}); "
+                          "quote it, e.g. --set 'key=\"[1,\"'") from None
 
 
 def nest(key: str, value: Any) -> dict[str, Any]:

@@ -371,7 +371,13 @@ class ValidationReport:
 def validate(name: str, data_dir: str | Path | None = None) -> ValidationReport:
     """Check that the files of ``name`` are present, have the catalog's SHA-256, and hold
     the expected counts (posts, entities, I-opened spans; instances and labels for MNRE).
-    Image folders are reported (present with N files, or absent), not required."""
+    Image folders are reported (present with N files, or absent), not required.
+
+    ``name`` may also be a folder of split files (or one file): there is no catalog entry to
+    compare with, so each split file found must read without error; counts are reported and
+    warnings (such as MNRE name mismatches, with their lines) are listed."""
+    if name not in DATASETS and Path(name).exists():
+        return _validate_path(Path(name))
     info = get_info(name)
     root = _data_dir(data_dir)
     base = root / info.root if info.root else root
@@ -425,6 +431,39 @@ def validate(name: str, data_dir: str | Path | None = None) -> ValidationReport:
             rep.images[key] = f"{d} ({sum(1 for _ in d.iterdir())} files)"
         else:
             rep.images[key] = f"not present (expected in {d}; source: {info.image_source})"
+    return rep
+
+
+def _validate_path(p: Path) -> ValidationReport:
+    """:func:`validate` for a folder of split files or a single data file."""
+    from mmie.data.stats import name_mismatch_where, split_stats  # stats imports this module
+
+    rep = ValidationReport(str(p), p if p.is_dir() else p.parent)
+    found: list[tuple[str, ReadResult | None, str | None]] = []
+    for split in (("train", "valid", "test") if p.is_dir() else ("",)):
+        try:
+            found.append((split, load_split(p, split), None))
+        except UnknownSplitError:
+            continue
+        except DataError as e:
+            found.append((split, None, str(e)))
+    if p.is_dir() and not found:
+        rep.rows.append({"split": "-", "file": str(p), "ok": False,
+                         "checks": ["no train/valid/test files found (looked for <split>.txt, "
+                                    "<split>.jsonl, <split>.json, mnre_<split>.txt)"]})
+    for split, res, error in found:
+        if res is None:
+            rep.rows.append({"split": split, "file": str(p), "ok": False,
+                             "checks": [f"unreadable: {error}"]})
+            continue
+        st = split_stats(res, None)
+        counts = {k: st[k] for k in ("posts", "instances", "entities", "relations") if k in st}
+        checks = [f"readable as {res.format} (" + ", ".join(f"{k} {v}" for k, v in
+                                                          counts.items()) + ")"]
+        if st.get("name_mismatch"):
+            checks.append(f"name mismatch {st['name_mismatch']}" + name_mismatch_where(st))
+        rep.rows.append({"split": split or p.stem, "file": str(res.path), "ok": True,
+                         "checks": checks, "counts": counts})
     return rep
 
 

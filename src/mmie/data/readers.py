@@ -256,13 +256,15 @@ def read_mnre(path: str | Path) -> ReadResult:
 
     One :class:`Example` per line: ``entities = [head, tail]`` (label ``h['type']`` when
     present, else ``"ENTITY"``), ``relations = [Relation(0, 1, relation)]``, ``image = img_id``,
-    ``meta = {"h_name", "t_name"}``. A name that differs from its tokens is counted
-    (``stats['name_mismatch']``); an out-of-range position is an error.
+    ``meta = {"h_name", "t_name"}``. A name that differs from its tokens is a counted warning
+    (``stats['name_mismatch']``, its 1-based lines in ``stats['name_mismatch_lines']``, the
+    span is what counts); an out-of-range position is an error.
     """
     path = Path(path)
     examples: list[Example] = []
     rel_counts: Counter[str] = Counter()
     mismatch = 0
+    mismatch_lines: list[int] = []
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
@@ -283,6 +285,8 @@ def read_mnre(path: str | Path) -> ReadResult:
                                 field=f"{key}.type")
             if " ".join(tokens[s:e]) != name:
                 mismatch += 1
+                if not mismatch_lines or mismatch_lines[-1] != lineno:
+                    mismatch_lines.append(lineno)
             ents.append(Span(s, e, label))
             names.append(name)
         img_key = "img_id" if "img_id" in d or "image_id" not in d else "image_id"
@@ -297,6 +301,8 @@ def read_mnre(path: str | Path) -> ReadResult:
                                 meta={"h_name": names[0], "t_name": names[1]}))
     stats = {"instances": len(examples), "relations_by_label": dict(sorted(rel_counts.items())),
              "labels_present": len(rel_counts), "name_mismatch": mismatch}
+    if mismatch_lines:
+        stats["name_mismatch_lines"] = mismatch_lines
     return ReadResult(examples, stats, path, "mnre")
 
 

@@ -52,6 +52,8 @@ def split_stats(res: ReadResult, image_dir: str | Path | None = None) -> dict[st
                 "trimmed_mentions", "labels_fixed"):
         if st.get(key):
             out[key] = st[key]
+    if st.get("name_mismatch_lines"):
+        out["name_mismatch_lines"] = list(st["name_mismatch_lines"])
     out["images"] = _image_stats(exs, image_dir)
     return out
 
@@ -122,6 +124,18 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [fmt(cells[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]]
 
 
+def name_mismatch_where(split: dict[str, Any], show: int = 10) -> str:
+    """`` (warning: ...) at FILE lines 3, 7`` for a split's name mismatches: a counted
+    warning, not an error (the entity is its token span; the name is only a check)."""
+    lines = split.get("name_mismatch_lines") or []
+    where = ""
+    if lines:
+        shown = ", ".join(str(n) for n in lines[:show]) + (", ..." if len(lines) > show else "")
+        where = f" at {split.get('file')} line{'s' if len(lines) > 1 else ''} {shown}"
+    return (" (warning: an entity name differs from its token span; the span is used)"
+            + where)
+
+
 def format_stats(d: dict[str, Any]) -> str:
     """A plain-text report of :func:`dataset_stats`'s result: one table of splits, one of
     entities per label (CoNLL count, B-only, I-opened), one of relations per label."""
@@ -185,8 +199,12 @@ def format_stats(d: dict[str, Any]) -> str:
     for n in names:
         for key in ("name_mismatch", "posts_without_image", "duplicate_image_ids",
                     "split_words", "trimmed_mentions", "labels_fixed"):
-            if splits[n].get(key):
-                notes.append(f"{n}: {key.replace('_', ' ')} {splits[n][key]}")
+            if not splits[n].get(key):
+                continue
+            note = f"{n}: {key.replace('_', ' ')} {splits[n][key]}"
+            if key == "name_mismatch":
+                note += name_mismatch_where(splits[n])
+            notes.append(note)
     if notes:
         lines += [""] + notes
     return "\n".join(lines)

@@ -11,6 +11,7 @@ imported here.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -18,7 +19,7 @@ import torch
 
 import mmie
 from mmie.data.schema import Example, Relation, Span
-from mmie.errors import DataError
+from mmie.errors import DataError, MMIEError
 
 MAX_WORDS = 512
 
@@ -152,6 +153,13 @@ class Predictor:
                     raise DataError("each item needs 'text' (or 'tokens')", field="text")
                 words, offs = self._words(text)
             ex = Example(id=str(item.get("id", n)), tokens=words)
+            unused = [f for f in ("head", "tail") if item.get(f) is not None and
+                      (self.task.name == "ner" or (f == "tail" and self.task.name == "typing"))]
+            if unused:
+                what = "an NER" if self.task.name == "ner" else "an entity typing"
+                raise DataError(f"{' and '.join(unused)} offsets are not used by {what} model "
+                                "(it finds the mentions itself); leave them out",
+                                field=unused[0])
             if self.task.name != "ner":
                 if item.get("head") is None or (self.task.name == "re" and item.get("tail") is None):
                     need = "head" if self.task.name != "re" else "head and tail"
@@ -187,6 +195,36 @@ class Predictor:
         return results
 
 
+def check_model_dir(path: Path) -> None:
+    """Refuse a model folder that cannot load, before building anything: a missing folder,
+    ``config.json`` or ``model.safetensors``, a corrupt ``config.json`` or a truncated weights
+    file. The :class:`~mmie.errors.MMIEError` names the file and the fix."""
+    fix = "copy the model folder again, or re-create it with `mmie train`"
+    if not path.is_dir():
+        raise MMIEError(f"model directory not found: {path}")
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise MMIEError(f"{path} is not an mmie model directory (no config.json); pass the "
+                        "'model' folder inside a run directory")
+    try:
+        meta = json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MMIEError(f"{cfg}: corrupt config.json ({e}); {fix}") from None
+    if not isinstance(meta, dict) or not {"run", "task"} <= set(meta):
+        raise MMIEError(f"{cfg}: not an mmie model config (needs 'run' and 'task'); {fix}")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise MMIEError(f"{path}: model.safetensors is missing (the weights); {fix}")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # noqa: BLE001 - SafetensorError and the OS errors of a bad file
+        raise MMIEError(f"{weights}: unreadable weights file ({e}); it may be truncated: "
+                        f"{fix}") from None
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     """Load a model directory written by ``save_pretrained`` (the ``model`` folder of a run)."""
     from mmie.models.factory import load_pretrained
@@ -194,5 +232,14 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
     path = Path(path)
     if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
         path = path / "model"
-    model, task, run_cfg, meta = load_pretrained(path, map_location=device)
+    check_model_dir(path)
+    try:
+        model, task, run_cfg, meta = load_pretrained(path, map_location=device)
+    except MMIEError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise MMIEError(f"{path}: cannot load the model ({type(e).__name__}: {first[:300]}); "
+                        "the folder may be incomplete or from another mmie version: copy it "
+                        "again, or re-create it with `mmie train`") from None
     return Predictor(model, task, run_cfg, meta, path=path, device=device)

@@ -130,7 +130,9 @@ class MMIEModel(nn.Module):
             task_loss = self.crf.nll(em, batch["tags"], batch["word_mask"].bool())
         else:
             logits = self.head(hidden, batch["head_pos"], batch["tail_pos"])
-            task_loss = nn.functional.cross_entropy(logits, batch["labels"])
+            # summed over the batch by default, as MMIB's released code (model.re_loss_reduction)
+            task_loss = nn.functional.cross_entropy(logits.float(), batch["labels"],
+                                                    reduction=self.cfg.re_loss_reduction)
         loss = task_loss
         weights = self.term_weights()
         for name, value in terms.items():

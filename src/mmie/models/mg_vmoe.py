@@ -14,10 +14,14 @@ Composition (each part a module of :mod:`mmie.modules`)::
     labels:            "name: description" -> text encoder -> mean pool; scored by dot product
                        after projection (LabelScorer); ranking hinge over the candidates
 
-    loss = hinge + beta_aux * (beta_kl * KL + gate term + beta_nce * NCE + beta_vat * VAT)
+    loss = hinge + beta_aux * (beta_kl * (KL_text + KL_image) + gate term + beta_nce * NCE
+                               + beta_vat * VAT)
 
 Gate term: gate entropy for dense gating (the paper's code), the load-balancing term for
-top-k gating.
+top-k gating. A post without a picture (``image_present`` False) is absent from every image
+term: its image tokens are masked out of the KL, the gate term and the mention attention, it
+is left out of InfoNCE, and its image half of the VAT vector is 0. Every term is returned in
+every batch (0 when nothing contributes), so per-epoch means are over all examples.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class MGVMoEModel(nn.Module):
         self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=True, dropout=cfg.dropout)
         opt = cfg.mg_vmoe
         self.moe = VMoELayer(H, num_experts=opt.num_experts, gating=opt.gating, k=opt.top_k,
-                             dropout=cfg.dropout)
+                             dropout=cfg.dropout, form=opt.moe_form)
         self.mention_attn = MentionAttention(H, _heads(H), cfg.dropout)
         n_mentions = 2 if task.name == "zs_re" else 1
         sample_dim = 2 * H * n_mentions
@@ -101,19 +105,22 @@ class MGVMoEModel(nn.Module):
         g, r, present = self.image_features(batch)
         h_v, v_mask = self.image_in(g, r, present)
         out_t = self.moe(h_t, t_mask)
-        # posts without a picture: run the experts on the (masked) image tokens but count nothing
-        out_v = self.moe(h_v, v_mask if bool(v_mask.any()) else None)
+        # posts without a picture: the experts run on their image tokens, but the mask keeps
+        # them out of every term (KL, gate term: 0 when no post has a picture)
+        out_v = self.moe(h_v, v_mask)
         o_t, o_v = out_t.hidden, out_v.hidden
         mean_t = _masked_mean(o_t, t_mask)
-        mean_v = _masked_mean(o_v, v_mask)
-        terms: dict[str, torch.Tensor] = {"kl": out_t.kl + (out_v.kl if bool(v_mask.any()) else 0.0)}
+        mean_v = _masked_mean(o_v, v_mask)  # 0 for a post without a picture
+        terms: dict[str, torch.Tensor] = {"kl_text": out_t.kl, "kl_image": out_v.kl}
         if self.cfg.mg_vmoe.gating == "dense":
             terms["gate_entropy"] = out_t.gate_entropy + out_v.gate_entropy
         else:
             terms["load_balance"] = out_t.load_balance + out_v.load_balance
         keep = present.bool()
-        if self.training and int(keep.sum()) >= 2:
-            terms["nce"] = info_nce(mean_t[keep], mean_v[keep], temperature=1.0, normalize=False)
+        if self.training:
+            terms["nce"] = (info_nce(mean_t[keep], mean_v[keep], temperature=1.0,
+                                     normalize=False)
+                            if int(keep.sum()) >= 2 else mean_t.new_zeros((), dtype=torch.float32))
         memory = torch.cat([o_v, o_t], dim=1)
         valid = torch.cat([v_mask, t_mask], dim=1)
         reps = []
@@ -124,6 +131,13 @@ class MGVMoEModel(nn.Module):
         sample = torch.cat(reps, dim=-1)
         graph_h = torch.cat([mean_v, mean_t], dim=-1)
         return sample, graph_h, terms
+
+    def term_weights(self) -> dict[str, float]:
+        """The weight each auxiliary term enters the loss with (``beta_aux`` included)."""
+        opt = self.cfg.mg_vmoe
+        w = {"kl_text": opt.beta_kl, "kl_image": opt.beta_kl, "gate_entropy": 1.0,
+             "load_balance": 1.0, "nce": opt.beta_nce, "vat": opt.beta_vat}
+        return {k: opt.beta_aux * v for k, v in w.items()}
 
     def scores(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         sample, graph_h, terms = self.represent(batch)
@@ -136,14 +150,11 @@ class MGVMoEModel(nn.Module):
 
         s, graph_h, terms = self.scores(batch)
         task_loss = ranking_hinge_loss(s, batch["labels"], margin=self.cfg.mg_vmoe.margin)
-        if self.vat is not None and self.training and graph_h is not None and graph_h.shape[0] >= 2:
-            terms["vat"], _ = self.vat(graph_h)
-        cfg = self.cfg
-        opt = cfg.mg_vmoe
-        w = {"kl": opt.beta_kl, "gate_entropy": 1.0, "load_balance": 1.0, "nce": opt.beta_nce,
-             "vat": opt.beta_vat}
-        aux = sum(w[k] * v for k, v in terms.items())
-        loss = task_loss + opt.beta_aux * aux
+        if self.vat is not None and self.training and graph_h is not None:
+            terms["vat"] = (self.vat(graph_h)[0] if graph_h.shape[0] >= 2
+                            else graph_h.new_zeros((), dtype=torch.float32))
+        w = self.term_weights()
+        loss = task_loss + sum(w[k] * v for k, v in terms.items())
         log = {"task": task_loss.detach(), **{k: v.detach() for k, v in terms.items()},
                "loss": loss.detach()}
         return ModelOutput(loss=loss, terms=log)
@@ -151,13 +162,18 @@ class MGVMoEModel(nn.Module):
     @torch.no_grad()
     def predict(self, batch) -> list[dict[str, Any]]:
         s, _, _ = self.scores(batch)
-        prob = s.float().softmax(-1)
+        s = s.float()
+        raw = s
+        if "score_offset" in batch:  # calibrated stacking: a constant off the seen labels
+            s = s - batch["score_offset"].to(s)
+        prob = s.softmax(-1)
         cands = batch["candidates"]
         out = []
-        for row in prob:
+        for row, r in zip(prob, raw):
             j = int(row.argmax())
             out.append({"label": cands[j], "score": float(row[j]),
-                        "scores": {c: float(p) for c, p in zip(cands, row)}})
+                        "scores": {c: float(p) for c, p in zip(cands, row)},
+                        "logits": {c: float(v) for c, v in zip(cands, r)}})
         return out
 
 

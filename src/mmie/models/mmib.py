@@ -35,13 +35,15 @@ class MMIBModel(MMIEModel):
         H = self.hidden
         self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=cfg.use_regions,
                                    dropout=cfg.dropout)
-        if cfg.mmib.refinement:
+        opt = cfg.mmib
+        if opt.refinement:
             self.vib_text = VariationalEncoder(H, H, num_heads=_heads(H),
-                                               attention=cfg.mmib.vib_attention, dropout=cfg.dropout)
+                                               attention=opt.vib_attention, dropout=cfg.dropout)
             self.vib_image = VariationalEncoder(H, H, num_heads=_heads(H),
-                                                attention=cfg.mmib.vib_attention, dropout=cfg.dropout)
+                                                attention=opt.vib_attention, dropout=cfg.dropout)
         if cfg.mmib.alignment and cfg.mmib.alignment_estimator == "discriminator":
-            self.discriminator = MIDiscriminator(H, H)
+            self.discriminator = MIDiscriminator(H, H, reduction=cfg.mmib.alignment_reduction,
+                                                 shifts=cfg.mmib.alignment_shifts)
         self.fusion = CrossModalFusion(H, num_heads=_heads(H), dropout=cfg.dropout)
 
     def term_weights(self):
@@ -65,8 +67,9 @@ class MMIBModel(MMIEModel):
             out_v = self.vib_image(h_v, vib_mask)
             z_t, z_v = out_t.z, out_v.z
             terms["kl_text"] = gaussian_kl(out_t.mu, out_t.logvar, mask=text_mask)
-            if bool(present.any()):
-                terms["kl_image"] = gaussian_kl(out_v.mu, out_v.logvar, mask=img_mask)
+            # img_mask is False for every token of a post without a picture: exactly 0 when
+            # no post of the batch has one
+            terms["kl_image"] = gaussian_kl(out_v.mu, out_v.logvar, mask=img_mask)
         else:
             z_t, z_v = h_t, h_v
         if cfg.mmib.alignment and self.training:
@@ -80,6 +83,8 @@ class MMIBModel(MMIEModel):
                     from mmie.modules.alignment import info_nce
 
                     terms["align"] = info_nce(t_vec, v_vec)
+            else:  # fewer than two pictures: no pair to align (0, still in the log)
+                terms["align"] = z_t.new_zeros((), dtype=torch.float32)
         fused = self.fusion(z_t, text_mask, z_v, img_mask)
         if isinstance(fused, tuple):
             fused = fused[0]

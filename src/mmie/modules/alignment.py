@@ -35,13 +35,19 @@ class MIDiscriminator(nn.Module):
 
     ``forward(t [B, Dt], v [B, Dv]) -> AlignmentOutput(loss, mi_estimate)``:
 
-    * positives: ``T(t_i, v_i)``; negatives: ``T(t_i, v_{(i-1) mod B})`` (``torch.roll(v, 1, 0)``).
-    * ``loss`` = binary cross-entropy with logits averaged over the ``2B`` scored pairs
-      ``= 0.5 * (mean softplus(-T_pos) + mean softplus(T_neg))``.
+    * positives: ``T(t_i, v_i)``; negatives, one set per shift ``s = 1..shifts``:
+      ``T(t_i, v_{(i-s) mod B})`` (``torch.roll(v, s, 0)``; shifts that would wrap onto the
+      positive, ``s >= B``, are skipped).
+    * ``reduction="sum"`` (default, MMIB's released code): the positive pairs' BCE plus one
+      BCE per negative shift, each averaged over the batch,
+      ``loss = mean softplus(-T_pos) + sum_s mean softplus(T_neg,s)``.
+      ``reduction="mean"``: BCE averaged over every scored pair, for one shift
+      ``0.5 * (mean softplus(-T_pos) + mean softplus(T_neg))`` (half of ``"sum"``).
     * ``mi_estimate`` = the Jensen-Shannon estimate
-      ``E_pos[-softplus(-T)] - E_neg[softplus(T)] = -2 * loss`` (Deep InfoMax's I_JSD):
-      ``-2 log 2`` for a scorer that cannot tell pairs apart, rising toward 0 as matched
-      and mismatched pairs separate. Only differences between runs are meaningful.
+      ``E_pos[-softplus(-T)] - E_neg[softplus(T)]`` (Deep InfoMax's I_JSD; the negatives of
+      all shifts pooled): ``-2 log 2`` for a scorer that cannot tell pairs apart, rising
+      toward 0 as matched and mismatched pairs separate. Only differences between runs are
+      meaningful.
 
     Batch size 1 has no negative: ``loss`` is 0 (still connected to the scorer's parameters,
     with zero gradient, so DDP sees every parameter used) and ``mi_estimate`` is NaN.
@@ -50,10 +56,15 @@ class MIDiscriminator(nn.Module):
     """
 
     def __init__(self, dim_text: int, dim_image: int, hidden: int | None = None,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, reduction: str = "sum", shifts: int = 1):
         super().__init__()
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"MIDiscriminator: reduction={reduction!r}, expected sum or mean")
+        if shifts < 1:
+            raise ValueError(f"MIDiscriminator: shifts must be >= 1, got {shifts}")
         hidden = dim_text if hidden is None else hidden
         self.dim_text, self.dim_image = dim_text, dim_image
+        self.reduction, self.shifts = reduction, shifts
         self.scorer = nn.Sequential(nn.Linear(dim_text + dim_image, hidden), nn.ReLU(),
                                     nn.Dropout(dropout), nn.Linear(hidden, 1))
 
@@ -69,11 +80,17 @@ class MIDiscriminator(nn.Module):
         if t.shape[0] < 2:
             zero = pos.sum() * 0.0
             return AlignmentOutput(zero, torch.full((), float("nan"), device=t.device))
-        neg = self.score(t, torch.roll(v, shifts=1, dims=0)).float()
-        logits = torch.cat([pos, neg])
-        targets = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
-        loss = F.binary_cross_entropy_with_logits(logits, targets)
-        return AlignmentOutput(loss, (-2.0 * loss).detach())
+        negs = [self.score(t, torch.roll(v, shifts=s, dims=0)).float()
+                for s in range(1, min(self.shifts, t.shape[0] - 1) + 1)]
+        bce_pos = F.softplus(-pos).mean()
+        bce_negs = [F.softplus(n).mean() for n in negs]
+        if self.reduction == "sum":
+            loss = bce_pos + sum(bce_negs)
+        else:
+            loss = (F.softplus(-pos).sum() + sum(F.softplus(n).sum() for n in negs)) / (
+                pos.numel() * (1 + len(negs)))
+        mi = -bce_pos - torch.stack(bce_negs).mean()
+        return AlignmentOutput(loss, mi.detach())
 
 
 def info_nce(t: torch.Tensor, v: torch.Tensor, temperature: float = 0.07,

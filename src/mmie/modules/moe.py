@@ -1,11 +1,22 @@
 """Variational mixture of experts (the VMoE layer of MG-VMoE, Zhou et al. 2025).
 
 Each expert is a variational information bottleneck: two linear heads give the mean and the
-log-variance of a Gaussian latent, a sample ``z = mu + sigma * eps`` (training) or ``z = mu``
-(evaluation) is projected back to the model width. A per-token softmax gate mixes the experts::
+log-variance of a Gaussian latent, sampled as ``z = mu + sigma * eps`` (training) or
+``z = mu`` (evaluation). A per-token softmax gate mixes the experts. Two forms (``form``):
 
-    g = softmax(W_g x)                                   [B, T, E]
-    y = x + LayerNorm(dropout(sum_e g_e * expert_e(x)))  [B, T, D]
+* ``"code"`` (default, the authors' released code): the layer's output *is* the gate-weighted
+  mixture of the experts' samples, with no residual, no LayerNorm and no output projection
+  (the latent size equals the model width)::
+
+      g = softmax(W_g x)                          [B, T, E]
+      y = sum_e g_e * (mu_e(x) + sigma_e(x) * eps_e)   [B, T, D]
+
+  ``logvar`` is clamped to ``[LOGVAR_MIN, LOGVAR_MAX]`` of :mod:`mmie.modules.vib` (no
+  overflow of the sample or the KL, also under bf16).
+* ``"residual"`` (mmie's earlier form, an option): each expert's sample is projected back to
+  the width and the mixture goes around a residual path::
+
+      y = x + LayerNorm(dropout(sum_e g_e * W_out,e z_e))   [B, T, D]
 
 MG-VMoE applies the *same* layer instance to the text token sequence and to the image patch
 sequence ("uni-backbone"): call it once per modality with that modality's mask.
@@ -19,10 +30,11 @@ Gating:
 
 Auxiliary terms (returned, not weighted; the model decides the weights and signs):
 
-* ``kl``: gate-weighted KL of the experts' posteriors to N(0, I),
-  ``sum_{valid t} sum_e g_{t,e} KL_e(t) / #valid``, where ``KL_e(t)`` is the per-element
-  Gaussian KL averaged over the latent dimension (the element-mean convention of
-  :func:`mmie.modules.vib.gaussian_kl`).
+* ``kl``: KL of the experts' posteriors to N(0, I) over the valid tokens.
+  ``form="code"``: summed over every expert's latent dimensions, ungated, averaged over the
+  valid tokens, ``sum_{valid t} sum_e sum_d KL_{e,d}(t) / #valid`` (the released code).
+  ``form="residual"``: gate-weighted and averaged over the latent dimension,
+  ``sum_{valid t} sum_e g_{t,e} mean_d KL_{e,d}(t) / #valid``.
 * ``gate_entropy``: mean over valid tokens of ``-sum_e g_e log g_e`` of the (pre-top-k) softmax
   gate. The auxiliary term for dense gating in the paper's code.
 * ``load_balance``: Switch-Transformer style ``E * sum_i f_i * P_i``, with ``P_i`` the mean
@@ -42,15 +54,17 @@ from torch import nn
 from mmie.errors import ConfigError
 
 GATINGS = ("dense", "topk")
+#: the layer's form: the released code's mixture of samples, or mmie's earlier residual form
+FORMS = ("code", "residual")
 
 
 @dataclass
 class MoEOutput:
     """What one :class:`VMoELayer` call returns."""
 
-    #: ``[B, T, D]`` residual output
+    #: ``[B, T, D]`` the layer's output (the mixture of samples; residual form: x + ...)
     hidden: torch.Tensor
-    #: scalar, gate-weighted KL(q_e(z|x) || N(0, I)) over valid tokens
+    #: scalar, KL(q_e(z|x) || N(0, I)) over valid tokens (reduction: see the module doc)
     kl: torch.Tensor
     #: scalar, mean entropy of the softmax gate over valid tokens
     gate_entropy: torch.Tensor
@@ -60,8 +74,10 @@ class MoEOutput:
     gates: torch.Tensor
 
 
-def _token_kl(mu: torch.Tensor, logvar: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Per-token KL(N(mu, exp(logvar)) || N(0, I)), averaged over the latent dim: ``[...]``.
+def _token_kl(mu: torch.Tensor, logvar: torch.Tensor, keep: torch.Tensor,
+              over_latent: str = "mean") -> torch.Tensor:
+    """Per-token KL(N(mu, exp(logvar)) || N(0, I)), averaged (``over_latent="mean"``) or
+    summed (``"sum"``) over the latent dim: ``[...]``.
 
     Positions where ``keep`` is False get 0. Their ``mu`` / ``logvar`` are zeroed *before* the
     KL, so that garbage in padded positions (an ``exp`` overflow) cannot turn into a NaN value
@@ -72,35 +88,45 @@ def _token_kl(mu: torch.Tensor, logvar: torch.Tensor, keep: torch.Tensor) -> tor
     k = keep.unsqueeze(-1)
     mu = torch.where(k, mu, 0.0)
     logvar = torch.where(k, logvar, 0.0)
-    return gaussian_kl(mu, logvar, reduction="none").mean(dim=-1)
+    kl = gaussian_kl(mu, logvar, reduction="none")
+    return kl.sum(dim=-1) if over_latent == "sum" else kl.mean(dim=-1)
 
 
 class VariationalExpert(nn.Module):
-    """One expert: a Gaussian bottleneck ``dim -> latent_dim -> dim``.
+    """One expert: a Gaussian bottleneck ``dim -> latent_dim`` (``-> dim`` with ``project``).
 
     ``forward(x)`` returns ``(out, mu, logvar)``; in training ``z`` is sampled with the
-    reparameterisation trick, in evaluation ``z = mu`` (deterministic).
+    reparameterisation trick, in evaluation ``z = mu`` (deterministic). ``out`` is ``z``
+    itself without ``project`` (the released code; ``latent_dim`` must then equal ``dim``,
+    and ``logvar`` is clamped to the VIB range), ``W_out z`` with it (the residual form).
     """
 
-    def __init__(self, dim: int, latent_dim: int | None = None):
+    def __init__(self, dim: int, latent_dim: int | None = None, project: bool = True):
         super().__init__()
         latent_dim = latent_dim or dim
+        if not project and latent_dim != dim:
+            raise ConfigError(f"a VMoE expert without output projection needs latent_dim == "
+                              f"dim, got latent_dim={latent_dim}, dim={dim}")
         self.mu = nn.Linear(dim, latent_dim)
         self.logvar = nn.Linear(dim, latent_dim)
-        self.out = nn.Linear(latent_dim, dim)
+        self.out = nn.Linear(latent_dim, dim) if project else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu = self.mu(x)
         logvar = self.logvar(x)
+        if self.out is None:
+            from mmie.modules.vib import LOGVAR_MAX, LOGVAR_MIN
+
+            logvar = logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
         if self.training:
             z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         else:
             z = mu
-        return self.out(z), mu, logvar
+        return (z if self.out is None else self.out(z)), mu, logvar
 
 
 class VMoELayer(nn.Module):
-    """A residual mixture of :class:`VariationalExpert` s with a per-token softmax gate.
+    """A mixture of :class:`VariationalExpert` s with a per-token softmax gate.
 
     Args:
         dim: model width ``D`` (input and output).
@@ -108,12 +134,17 @@ class VMoELayer(nn.Module):
         latent_dim: width of each expert's latent (default ``dim``; 768 in the paper).
         gating: ``"dense"`` (default, the paper's code) or ``"topk"``.
         k: experts kept per token when ``gating="topk"``.
-        dropout: dropout on the mixed expert output before the LayerNorm.
+        dropout: dropout on the mixed expert output before the LayerNorm (residual form).
+        form: ``"code"`` (default, the released code: output = mixture of the samples, KL
+            summed over latent dims and experts) or ``"residual"`` (see the module doc).
     """
 
     def __init__(self, dim: int, num_experts: int = 8, latent_dim: int | None = None,
-                 gating: str = "dense", k: int = 2, dropout: float = 0.1):
+                 gating: str = "dense", k: int = 2, dropout: float = 0.1, form: str = "code"):
         super().__init__()
+        if form not in FORMS:
+            raise ConfigError(f"model.moe_form: unknown form {form!r}; "
+                              f"expected one of {', '.join(FORMS)}")
         if gating not in GATINGS:
             raise ConfigError(f"model.gating: unknown gating {gating!r}; "
                               f"expected one of {', '.join(GATINGS)}")
@@ -124,12 +155,15 @@ class VMoELayer(nn.Module):
         self.dim = dim
         self.num_experts = num_experts
         self.gating = gating
+        self.form = form
         self.k = k if gating == "topk" else num_experts
         self.gate = nn.Linear(dim, num_experts)
-        self.experts = nn.ModuleList(VariationalExpert(dim, latent_dim)
+        residual = form == "residual"
+        self.experts = nn.ModuleList(VariationalExpert(dim, latent_dim, project=residual)
                                      for _ in range(num_experts))
-        self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(dim)
+        if residual:
+            self.dropout = nn.Dropout(dropout)
+            self.norm = nn.LayerNorm(dim)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Gate probabilities for ``x [..., D]``.
@@ -166,15 +200,19 @@ class VMoELayer(nn.Module):
         n_valid = valid.sum().clamp_min(1.0)
 
         probs, gates, assigned = self.route(x)
+        residual = self.form == "residual"
         mixed = torch.zeros_like(x)
         kl = x.new_zeros((), dtype=torch.float32)
         for e, expert in enumerate(self.experts):
             out, mu, logvar = expert(x)
             g = gates[..., e]
             mixed = mixed + g.unsqueeze(-1) * out
-            kl = kl + (g * _token_kl(mu, logvar, keep)).sum()
+            if residual:  # gate-weighted, mean over the latent dims
+                kl = kl + (g * _token_kl(mu, logvar, keep)).sum()
+            else:  # the released code: ungated, summed over the latent dims
+                kl = kl + _token_kl(mu, logvar, keep, over_latent="sum").sum()
         kl = kl / n_valid
-        hidden = x + self.norm(self.dropout(mixed))
+        hidden = x + self.norm(self.dropout(mixed)) if residual else mixed
 
         entropy = -(probs * torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))).sum(-1)
         gate_entropy = torch.where(keep, entropy, 0.0).sum() / n_valid

@@ -46,7 +46,8 @@ def truncate_lines(path: Path, n: int) -> None:
 
 
 class JsonlLogger(L.Callback):
-    """Writes ``metrics.jsonl`` (one row per epoch: train means and dev metrics) and
+    """Writes ``metrics.jsonl`` (one row per epoch: the train means of every loss term,
+    ``weighted/<term>`` = the term's mean times its loss weight, and dev metrics) and
     ``steps.jsonl`` (every ``every_n_steps`` optimizer steps: each loss term)."""
 
     def __init__(self, run_dir: str | Path, every_n_steps: int = 10):
@@ -92,6 +93,8 @@ class JsonlLogger(L.Callback):
         if opt is not None:
             row["lr"] = opt.param_groups[0]["lr"]
         row.update({f"train/{k}": v for k, v in pl_module.epoch_means().items()})
+        if hasattr(pl_module, "epoch_weighted"):  # each term's contribution to train/loss
+            row.update({f"weighted/{k}": v for k, v in pl_module.epoch_weighted().items()})
         ev = getattr(pl_module, "last_eval", {}) or {}
         if ev.get("split") == "dev":
             for k, v in ev["scores"].items():

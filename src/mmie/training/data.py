@@ -88,11 +88,24 @@ def image_dir_for(cfg: RunConfig, split: str) -> Path | None:
 
 @dataclass
 class ImageFeatures:
-    """Per-example rows into stacked features; row -1 = no image for that example."""
+    """Per-example rows into stacked features.
+
+    ``blank_row``: the row of the grey picture that stands in for a missing or broken image
+    (``data.image_policy=blank``, or an example without an image reference), ``None`` when
+    no example needed it. Examples on that row are *absent* (``image_present`` False): they
+    take part in no image term, not merely masked in attention.
+    """
 
     glob: torch.Tensor
     regions: torch.Tensor
     rows: dict[str, list[int]] = field(default_factory=dict)
+    blank_row: int | None = None
+
+    def present(self, rows: torch.Tensor) -> torch.Tensor:
+        """``image_present`` ``[B]`` for feature rows ``[B]``: False on the blank row."""
+        if self.blank_row is None:
+            return torch.ones(rows.shape, dtype=torch.bool)
+        return rows != self.blank_row
 
 
 from mmie.encoders.vision import pool_regions  # noqa: E402  (re-exported)
@@ -143,7 +156,7 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
     glob, regions = cache.get_or_compute(keys)
     report["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
     regions = pool_regions(regions.float(), cfg.model.region_grid)
-    return ImageFeatures(glob.float(), regions, rows), kept
+    return ImageFeatures(glob.float(), regions, rows, blank_row=key_row.get("blank")), kept
 
 
 class ExampleDataset(Dataset):
@@ -178,7 +191,7 @@ class Collator:
             rows = torch.tensor([r for _, _, r in items], dtype=torch.long)
             batch["image_global"] = self.features.glob[rows]
             batch["image_regions"] = self.features.regions[rows]
-            batch["image_present"] = torch.ones(len(items), dtype=torch.bool)
+            batch["image_present"] = self.features.present(rows)
         return batch
 
 

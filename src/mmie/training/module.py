@@ -58,6 +58,39 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def lr_group(name: str, model: torch.nn.Module, crf_lr_emissions: bool = True) -> str:
+    """Which learning rate a parameter trains at: ``encoder`` (the text encoder), ``crf``
+    (the CRF and, with ``crf_lr_emissions``, the NER emission projection ``head.*`` feeding
+    it, as HVPNeT / MMIB's code trains both at the CRF rate) or ``other``."""
+    if name.startswith("text."):
+        return "encoder"
+    if name.startswith("crf."):
+        return "crf"
+    if crf_lr_emissions and name.startswith("head.") and hasattr(model, "crf"):
+        return "crf"
+    return "other"
+
+
+def param_groups(model: torch.nn.Module, tc) -> list[dict[str, Any]]:
+    """AdamW parameter groups: ``trainer.lr`` (encoder), ``trainer.crf_lr`` (CRF + emission
+    projection), ``trainer.head_lr`` (everything else); no weight decay on biases and norms."""
+    groups: dict[str, list] = {"encoder": [], "crf": [], "other": []}
+    no_decay: dict[str, list] = {"encoder": [], "crf": [], "other": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        g = lr_group(name, model, tc.crf_lr_emissions)
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else groups)[g].append(p)
+    lrs = {"encoder": tc.lr, "crf": tc.crf_lr, "other": tc.head_lr}
+    params = []
+    for g, lr in lrs.items():
+        if groups[g]:
+            params.append({"params": groups[g], "lr": lr, "weight_decay": tc.weight_decay})
+        if no_decay[g]:
+            params.append({"params": no_decay[g], "lr": lr, "weight_decay": 0.0})
+    return params
+
+
 class MMIELightningModule(L.LightningModule):
     """Training / evaluation glue around an mmie model.
 
@@ -144,6 +177,13 @@ class MMIELightningModule(L.LightningModule):
         """This process's mean of every loss term over the epoch's training examples."""
         return {k: tot / max(n, 1) for k, (tot, n) in self._epoch_sums.items()}
 
+    def epoch_weighted(self) -> dict[str, float]:
+        """Each term's epoch mean times the weight it enters the loss with (``task`` weight
+        1): what each term contributes to ``loss``, so the balance of the terms is visible."""
+        weights = getattr(self.model, "term_weights", dict)()
+        return {k: (1.0 if k == "task" else weights.get(k, 1.0)) * v
+                for k, v in self.epoch_means().items() if k != "loss"}
+
     # ---- evaluation -----------------------------------------------------------------------
     def _eval_step(self, batch):
         preds = self.model.predict(batch)
@@ -188,21 +228,7 @@ class MMIELightningModule(L.LightningModule):
         from transformers import get_linear_schedule_with_warmup
 
         tc = self.cfg.trainer
-        groups: dict[str, list] = {"encoder": [], "crf": [], "other": []}
-        no_decay: dict[str, list] = {"encoder": [], "crf": [], "other": []}
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            g = "encoder" if name.startswith("text.") else "crf" if name.startswith("crf.") else "other"
-            (no_decay if p.ndim < 2 or "norm" in name.lower() else groups)[g].append(p)
-        lrs = {"encoder": tc.lr, "crf": tc.crf_lr, "other": tc.head_lr}
-        params = []
-        for g, lr in lrs.items():
-            if groups[g]:
-                params.append({"params": groups[g], "lr": lr, "weight_decay": tc.weight_decay})
-            if no_decay[g]:
-                params.append({"params": no_decay[g], "lr": lr, "weight_decay": 0.0})
-        opt = torch.optim.AdamW(params)
+        opt = torch.optim.AdamW(param_groups(self.model, tc))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = get_linear_schedule_with_warmup(opt, int(tc.warmup_ratio * total), total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mmie import registry
 from mmie.config import RunConfig
+from mmie.errors import ConfigError, MMIEError
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +116,55 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
 
 
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """A training checkpoint read with ``torch.load(weights_only=True)``: tensors, numbers,
+    strings and lists / dicts / tuples of them only. Anything else (a pickled object, which
+    could run code when loaded) is refused, and so is an unreadable file; both with an
+    :class:`~mmie.errors.MMIEError` naming the file and what to do."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise MMIEError(f"{path}: refused to load this checkpoint: it holds Python objects "
+                            "other than tensors and plain values, and loading them could run "
+                            "code. mmie checkpoints never do; delete the file (or the run's "
+                            "checkpoints/ folder) to train from scratch") from None
+        raise MMIEError(f"{path}: not a readable checkpoint ({e}); it may be truncated or "
+                        "corrupt: delete it to train from scratch") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise MMIEError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else 'empty'}); it may be "
+                        "truncated or corrupt: delete it to train from scratch") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise MMIEError(f"{path}: not an mmie training checkpoint (no state_dict); delete it "
+                        "to train from scratch")
+    return ckpt
+
+
+def check_output_dir(out: Path) -> None:
+    """Create ``out`` (and its parents) and make sure files can be written in it, before any
+    work: a :class:`~mmie.errors.ConfigError` names the directory and the reason."""
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"output_dir {out}: {parent} is a file, not a directory; choose "
+                              "another --output-dir")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise ConfigError(f"output_dir {out}: cannot write there ({e.strerror or e}); choose "
+                          "a writable --output-dir") from None
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to ``<name>.tmp`` in the same directory, fsync'ed, then
     ``os.replace``'d: a crash leaves the previous complete file or the new one, never a
-    half-written checkpoint."""
+    half-written checkpoint. Reading uses :func:`load_checkpoint` (``weights_only=True``)."""
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        return load_checkpoint(path)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
@@ -140,8 +188,7 @@ def resume_checkpoint(ckpt_dir: Path) -> Path | None:
         path = ckpt_dir / name
         if not path.exists():
             continue
-        step = int(torch.load(path, map_location="cpu", weights_only=False,
-                              mmap=True).get("global_step", -1))
+        step = int(load_checkpoint(path, mmap=True).get("global_step", -1))
         if best is None or (step, pref) > best[:2]:
             best = (step, pref, path)
     return best[2] if best else None
@@ -158,7 +205,9 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out)
+    # read the checkpoint to resume from before any other work (a bad one fails at once)
+    start = resume_checkpoint(out / "checkpoints") if resume else None
     cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator,
                                               str(cfg.trainer.strategy))
     if "16" in cfg.trainer.precision and not _cuda_training(cfg.trainer.accelerator):
@@ -202,14 +251,13 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
         num_sanity_val_steps=0, log_every_n_steps=tc.log_every_n_steps,
         default_root_dir=str(out))
     last = out / "checkpoints" / "last.ckpt"
-    start = resume_checkpoint(out / "checkpoints") if resume else None
     if resume and start is None:
         log.warning("--resume: no checkpoint in %s; training from scratch", out / "checkpoints")
     trainer.fit(module, datamodule=data, ckpt_path=str(start) if start else None)
     train_seconds = time.perf_counter() - t0
 
     best_path = ckpt.best_model_path or str(last)
-    state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+    state = load_checkpoint(best_path)["state_dict"]
     module.load_state_dict(state)
     best_epoch = _best_epoch(out / "metrics.jsonl", monitor)
 
