@@ -309,3 +309,14 @@ def test_registry_targets_exist_and_agree_with_the_classes():
         assert registry.model_class(spec.name).uses_image is spec.uses_image
     for name, spec in registry.TASK_TYPES.items():
         assert registry.task_class(name).zero_shot is spec.zero_shot
+
+
+def test_cli_train_help_lists_the_registry(capsys):
+    with pytest.raises(SystemExit):
+        mmie.cli.main(["train", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [l.split() for l in lines[lines.index("model types (model.type, the model.task values "
+                                                 "each trains on):") + 1:] if l.strip()]
+    assert [(r[0], r[1]) for r in rows] == [(m.name, "/".join(m.tasks))
+                                            for m in registry.MODEL_TYPES.values()]
+    assert [r[0] for r in rows] == ["text", "fusion", "mmib", "mg_vmoe", "label_sim"]

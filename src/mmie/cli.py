@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import mmie
+from mmie import registry
 from mmie.errors import MMIEError
 
 EXAMPLES = {
@@ -79,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
     # train -----------------------------------------------------------------------------------
     t = add("train", "train a model from a YAML recipe (configs/) with overrides")
+    t.epilog = "model types (model.type, the model.task values each trains on):\n" + "\n".join(
+        f"  {m.name:<10} {'/'.join(m.tasks):<10} {m.summary}"
+        for m in registry.MODEL_TYPES.values())
     t.add_argument("config", nargs="?", help="YAML recipe; defaults apply when omitted")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set trainer.max_epochs=10 (repeatable)")
