@@ -1,17 +1,29 @@
-"""The ``mmie`` command: thin wrappers around importable functions."""
+"""The ``mmie`` command: thin wrappers around importable functions.
+
+Each command imports the subsystem it runs (training, inference, the service, the plots, the
+data tools) when it runs: they pull in torch, Lightning, transformers, FastAPI or matplotlib
+(seconds each), so ``mmie --help`` and the other commands start without them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 import mmie
 from mmie import registry
-from mmie.errors import MMIEError
+from mmie.config import load_config
+from mmie.data.images import resolve_image
+from mmie.data.io import iter_json_objects
+from mmie.data.tokenize import words_to_text
+from mmie.errors import DataError, MMIEError
 
 EXAMPLES = {
     "train": "mmie train configs/mmib_twitter2015.yaml --set trainer.max_epochs=10 --set seed=2",
@@ -171,8 +183,6 @@ def _offsets(text: str | None, name: str) -> tuple[int, int] | None:
 def _read_jsonl_items(path: str, with_lines: bool = False) -> list[Any]:
     """The JSON objects of a JSONL file (blank lines skipped); with ``with_lines``,
     ``(line_number, object)`` pairs."""
-    from mmie.data.io import iter_json_objects
-
     return [(lineno, d) if with_lines else d for lineno, d in iter_json_objects(path)]
 
 
@@ -187,8 +197,6 @@ def check_output_file(output: str | None, flag: str = "--output") -> None:
         raise MMIEError(f"{flag} {out}: is a directory; give a file name")
     if not parent.is_dir():
         raise MMIEError(f"{flag} {out}: the folder {parent} does not exist; create it first")
-    import os
-
     if not os.access(parent, os.W_OK | os.X_OK):
         raise MMIEError(f"{flag} {out}: the folder {parent} is not writable")
 
@@ -238,7 +246,6 @@ def cmd_data(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from mmie.config import load_config
     from mmie.training.train import train
 
     extra: dict[str, Any] = {}
@@ -290,10 +297,6 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.input:
         numbered = _read_jsonl_items(a.input, with_lines=True)
         items = [d for _, d in numbered]
-        from tqdm.auto import tqdm
-
-        from mmie.errors import DataError
-
         results = []
         for i in tqdm(range(0, len(items), 32), desc="predict", disable=len(items) <= 32):
             try:
@@ -364,8 +367,6 @@ def cmd_plot_zs(a: argparse.Namespace) -> int:
 
 def cmd_demo(a: argparse.Namespace) -> int:
     """Synthetic set -> MMIB training -> test evaluation -> reload -> prediction."""
-    from mmie.config import load_config
-    from mmie.data.tokenize import words_to_text
     from mmie.inference.predictor import load
     from mmie.training.train import train
 
@@ -380,8 +381,6 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
     ex = load_examples(cfg, "test")[0]
     img_dir = image_dir_for(cfg, "test")
-    from mmie.data.images import resolve_image
-
     found = resolve_image(img_dir, ex.image) if img_dir and ex.image else None
     image = str(found) if found else None
     text, offs = words_to_text(ex.tokens)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mmie.models.base import ImageInput, MMIEModel
+from mmie.modules.fusion import ConcatFusion, CrossModalFusion
 
 
 class TextOnlyModel(MMIEModel):
@@ -30,12 +31,8 @@ class SimpleFusionModel(MMIEModel):
         H = self.hidden
         D = vision_encoder.out_dim
         if cfg.fusion == "concat":
-            from mmie.modules.fusion import ConcatFusion
-
             self.fusion = ConcatFusion(H, D)
         else:
-            from mmie.modules.fusion import CrossModalFusion
-
             self.image_in = ImageInput(D, H, use_regions=cfg.use_regions, dropout=cfg.dropout)
             self.fusion = CrossModalFusion(H, num_heads=_heads(H), dropout=cfg.dropout)
 

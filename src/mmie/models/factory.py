@@ -14,14 +14,18 @@ come from ``model.safetensors``.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_model, save_model
 
 import mmie
 from mmie import registry
 from mmie.config import ModelConfig, RunConfig, config_from_dict
+from mmie.encoders.text import TextEncoder
+from mmie.encoders.vision import VisionEncoder
 from mmie.errors import MMIEError
 
 
@@ -36,10 +40,6 @@ def build_model(cfg: ModelConfig, task, text_encoder, vision_encoder=None):
 def save_pretrained(model, task, run_cfg: RunConfig, directory: str | Path,
                     extra: dict[str, Any] | None = None) -> Path:
     """Write a self-contained model directory (atomically: a temporary folder, then rename)."""
-    import shutil
-
-    from safetensors.torch import save_model
-
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     if tmp.exists():
@@ -70,11 +70,6 @@ def save_pretrained(model, task, run_cfg: RunConfig, directory: str | Path,
 
 def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu"):
     """``(model, task, run_config, meta)`` from a directory written by :func:`save_pretrained`."""
-    from safetensors.torch import load_model
-
-    from mmie.encoders.text import TextEncoder
-    from mmie.encoders.vision import VisionEncoder
-
     directory = Path(directory)
     cfg_path = directory / "config.json"
     if not cfg_path.exists():

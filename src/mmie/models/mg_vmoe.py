@@ -31,8 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmie.encoders.vision import pool_regions
 from mmie.models.base import ImageInput, ModelOutput
 from mmie.models.baselines import _heads
+from mmie.modules.alignment import info_nce
+from mmie.modules.label_scorer import LabelScorer, ranking_hinge_loss
+from mmie.modules.moe import VMoELayer
+from mmie.modules.vat import GraphVAT
 
 
 class MentionAttention(nn.Module):
@@ -52,10 +57,6 @@ class MGVMoEModel(nn.Module):
 
     def __init__(self, cfg, task, text_encoder, vision_encoder):
         super().__init__()
-        from mmie.modules.label_scorer import LabelScorer
-        from mmie.modules.moe import VMoELayer
-        from mmie.modules.vat import GraphVAT
-
         self.cfg = cfg
         self.task_name = task.name
         self.text = text_encoder
@@ -85,8 +86,6 @@ class MGVMoEModel(nn.Module):
     def image_features(self, batch):
         if "image_global" in batch:
             return batch["image_global"], batch["image_regions"], batch["image_present"]
-        from mmie.encoders.vision import pool_regions
-
         with torch.no_grad():
             g, r = self.vision(batch["pixel_values"])
         return g, pool_regions(r.float(), self.cfg.region_grid), batch["image_present"]
@@ -98,8 +97,6 @@ class MGVMoEModel(nn.Module):
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
     def represent(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        from mmie.modules.alignment import info_nce
-
         t_mask = batch["attention_mask"].bool()
         h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
         g, r, present = self.image_features(batch)
@@ -146,8 +143,6 @@ class MGVMoEModel(nn.Module):
 
     # ---- loss and prediction ------------------------------------------------------------------
     def forward(self, batch) -> ModelOutput:
-        from mmie.modules.label_scorer import ranking_hinge_loss
-
         s, graph_h, terms = self.scores(batch)
         task_loss = ranking_hinge_loss(s, batch["labels"], margin=self.cfg.mg_vmoe.margin)
         if self.vat is not None and self.training and graph_h is not None:
@@ -190,8 +185,6 @@ class LabelSimilarityModel(MGVMoEModel):
 
     def __init__(self, cfg, task, text_encoder, vision_encoder=None):
         nn.Module.__init__(self)
-        from mmie.modules.label_scorer import LabelScorer
-
         self.cfg = cfg
         self.task_name = task.name
         self.text = text_encoder

@@ -23,15 +23,14 @@ import torch
 
 from mmie.models.base import ImageInput, MMIEModel
 from mmie.models.baselines import _heads
+from mmie.modules.alignment import MIDiscriminator, info_nce
+from mmie.modules.fusion import CrossModalFusion
+from mmie.modules.vib import VariationalEncoder, gaussian_kl
 
 
 class MMIBModel(MMIEModel):
     def __init__(self, cfg, task, text_encoder, vision_encoder):
         super().__init__(cfg, task, text_encoder, vision_encoder)
-        from mmie.modules.alignment import MIDiscriminator
-        from mmie.modules.fusion import CrossModalFusion
-        from mmie.modules.vib import VariationalEncoder
-
         H = self.hidden
         self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=cfg.use_regions,
                                    dropout=cfg.dropout)
@@ -51,8 +50,6 @@ class MMIBModel(MMIEModel):
                 "kl_image": self.cfg.mmib.beta_kl_image}
 
     def represent(self, batch):
-        from mmie.modules.vib import gaussian_kl
-
         cfg = self.cfg
         text_mask = batch["attention_mask"].bool()
         h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
@@ -80,8 +77,6 @@ class MMIBModel(MMIEModel):
                     out = self.discriminator(t_vec, v_vec)
                     terms["align"] = out[0] if isinstance(out, tuple) else out
                 else:
-                    from mmie.modules.alignment import info_nce
-
                     terms["align"] = info_nce(t_vec, v_vec)
             else:  # fewer than two pictures: no pair to align (0, still in the log)
                 terms["align"] = z_t.new_zeros((), dtype=torch.float32)

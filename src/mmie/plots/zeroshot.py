@@ -30,11 +30,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mmie.errors import ConfigError, DataError
+from mmie.inference.evaluate import config_for_data
+from mmie.inference.predictor import load
 from mmie.plots.figures import DPI, _save
+from mmie.tasks.zs import instance_label
+from mmie.training.data import MMIEDataModule, canonical_split
 
 ANNOTATE_MAX_CELLS = 400
 
@@ -112,8 +117,6 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- drawing
 def _label_colors(labels: list[str]) -> dict[str, Any]:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
     return {l: cmap(i % cmap.N) for i, l in enumerate(labels)}
 
@@ -209,11 +212,6 @@ def plot_zero_shot(model_dir: str | Path, *, split: str = "test", data: str | No
     ``zeroshot_<split>.json``. Raises :class:`ConfigError` for a model that is not MG-VMoE and
     :class:`DataError` for an empty split.
     """
-    from mmie.inference.evaluate import config_for_data
-    from mmie.inference.predictor import load
-    from mmie.tasks.zs import instance_label
-    from mmie.training.data import MMIEDataModule, canonical_split
-
     model_dir = Path(model_dir)
     pred = load(model_dir, device=device)
     task, model = pred.task, pred.model

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 from mmie.data.schema import Example, Span
+from mmie.data.tags import spans_to_tags, tags_to_spans
+from mmie.metrics.ner import entity_scores
 from mmie.tasks.base import Task
 
 
@@ -38,8 +40,6 @@ class NERTask(Task):
         return cls(d["labels"])
 
     def gold_tags(self, ex: Example) -> list[str]:
-        from mmie.data.tags import spans_to_tags
-
         return spans_to_tags(ex.entities, len(ex.tokens), scheme="BIO")
 
     def collate(self, examples, text_encoder, max_length, with_labels=True, phase="test"):
@@ -59,8 +59,6 @@ class NERTask(Task):
     def decode(self, examples, outputs):
         """Model outputs ``{"tags": [ids of the kept words], "scores": [per word]}`` ->
         ``{"tags": [...], "entities": [Span...]}``; words cut by truncation are tagged O."""
-        from mmie.data.tags import tags_to_spans
-
         preds = []
         for ex, out in zip(examples, outputs):
             ids = list(out["tags"])
@@ -76,8 +74,6 @@ class NERTask(Task):
         return preds
 
     def evaluate(self, examples, predictions):
-        from mmie.metrics.ner import entity_scores
-
         gold = [self.gold_tags(ex) for ex in examples]
         pred = [p["tags"] for p in predictions]
         scores = entity_scores(gold, pred)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mmie.data.schema import Example
+from mmie.metrics.re import relation_scores
 from mmie.tasks.base import Task
 
 NONE_LABEL = "None"
@@ -46,8 +47,6 @@ class RETask(Task):
                 for o in outputs]
 
     def evaluate(self, examples, predictions):
-        from mmie.metrics.re import relation_scores
-
         return relation_scores([ex.relation for ex in examples],
                                [p["label"] for p in predictions], none_label=NONE_LABEL)
 

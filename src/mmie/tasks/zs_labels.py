@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from mmie.data.paths import synthetic_dir
 from mmie.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # typing only
@@ -275,8 +276,6 @@ def default_resource(cfg: "RunConfig", kind: str) -> str:
     """The label-text resource of a run without ``data.label_descriptions``: the generated
     synthetic set's own file, else the shipped MNRE relations / WikiDiverse types."""
     if cfg.data.name == "synthetic":
-        from mmie.data.paths import synthetic_dir
-
         folder = synthetic_dir(cfg.data.synthetic_size, cfg.cache_dir)
         return str(folder / ("typing/types.json" if kind == "typing" else "re/relations.json"))
     return "mnre_relations" if kind == "re" else "wikidiverse_types"

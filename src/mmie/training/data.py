@@ -17,11 +17,17 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmie import registry
 from mmie.config import RunConfig
+from mmie.data import catalog, paths
+from mmie.data.images import ImageLoader
 from mmie.data.schema import Example
+from mmie.encoders.cache import FeatureCache
+from mmie.encoders.vision import pool_regions
 from mmie.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -35,15 +41,11 @@ def canonical_split(split: str) -> str:
 
 
 def default_cache_dir(cfg: RunConfig | None = None) -> Path:
-    from mmie.data.paths import default_cache_dir as _d
-
-    return _d(cfg.cache_dir if cfg is not None else None)
+    return paths.default_cache_dir(cfg.cache_dir if cfg is not None else None)
 
 
 def synthetic_dir(cfg: RunConfig) -> Path:
-    from mmie.data.paths import synthetic_dir as _s
-
-    return _s(cfg.data.synthetic_size, cfg.cache_dir)
+    return paths.synthetic_dir(cfg.data.synthetic_size, cfg.cache_dir)
 
 
 def dataset_source(cfg: RunConfig) -> tuple[str, Path | None]:
@@ -61,8 +63,6 @@ def read_task(cfg: RunConfig) -> str | None:
 
 
 def load_examples(cfg: RunConfig, split: str) -> list[Example]:
-    from mmie.data import catalog
-
     name, data_dir = dataset_source(cfg)
     last: Exception | None = None
     for alias in SPLIT_ALIASES.get(split, (split,)):
@@ -78,8 +78,6 @@ def load_examples(cfg: RunConfig, split: str) -> list[Example]:
 
 
 def image_dir_for(cfg: RunConfig, split: str) -> Path | None:
-    from mmie.data import catalog
-
     if cfg.data.image_dir:
         return Path(cfg.data.image_dir)
     name, data_dir = dataset_source(cfg)
@@ -108,16 +106,11 @@ class ImageFeatures:
         return rows != self.blank_row
 
 
-from mmie.encoders.vision import pool_regions  # noqa: E402  (re-exported)
-
 
 def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Example]],
                            report: dict[str, Any]) -> tuple[ImageFeatures, dict]:
     """Load every split's images under the policy, encode them through the feature cache,
     and drop examples whose image is skipped. Returns features and the kept examples."""
-    from mmie.data.images import ImageLoader
-    from mmie.encoders.cache import FeatureCache
-
     cache = FeatureCache(default_cache_dir(cfg) / "features", vision)
     keys: list[tuple[str, Any]] = []
     key_row: dict[str, int] = {}
@@ -139,8 +132,6 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
             if img is None and cfg.data.image_policy == "skip":
                 continue
             if img is None:
-                from PIL import Image
-
                 img = Image.new("RGB", (224, 224), (128, 128, 128))
                 loader.counts["blank"] = loader.counts.get("blank", 0) + 1
             # identical pictures (every blank image) share one cache entry and one row
@@ -197,8 +188,6 @@ class Collator:
 
 def _dist_info() -> tuple[int, int]:
     """``(rank, world_size)`` of the initialised process group, else ``(0, 1)``."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1

@@ -24,11 +24,19 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from transformers import BertConfig, ResNetConfig
 
 from mmie import registry
 from mmie.config import RunConfig
+from mmie.encoders.text import TextEncoder
+from mmie.encoders.vision import build_vision_encoder
 from mmie.errors import ConfigError, MMIEError
+from mmie.models.factory import build_model, save_pretrained
+from mmie.training.callbacks import JsonlLogger
+from mmie.training.data import MMIEDataModule
+from mmie.training.module import MMIELightningModule
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +48,7 @@ TINY_VISION = "random:tiny-resnet"
 def build_encoders(cfg: RunConfig, uses_image: bool):
     """The configured encoders. ``random:tiny-bert`` / ``random:tiny-resnet`` build tiny
     randomly initialised BERT / ResNet encoders (tests, smoke runs; no download)."""
-    from mmie.encoders.text import TextEncoder
-
     if cfg.model.text_encoder == TINY_TEXT:
-        from transformers import BertConfig
-
         text = TextEncoder("minilm", config=BertConfig(
             vocab_size=30530, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=512))
@@ -53,11 +57,7 @@ def build_encoders(cfg: RunConfig, uses_image: bool):
         text = TextEncoder(cfg.model.text_encoder)
     vision = None
     if uses_image:
-        from mmie.encoders.vision import build_vision_encoder
-
         if cfg.model.vision_encoder == TINY_VISION:
-            from transformers import ResNetConfig
-
             vision = build_vision_encoder(TINY_VISION, config=ResNetConfig(
                 embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_channels=3),
                 pretrained=False)
@@ -67,8 +67,6 @@ def build_encoders(cfg: RunConfig, uses_image: bool):
 
 
 def _cuda_training(accelerator: str) -> bool:
-    import torch
-
     return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
 
@@ -80,8 +78,6 @@ def resolve_precision(precision: str, accelerator: str, strategy: str = "auto") 
     forked workers cannot inherit (set ``trainer.precision`` explicitly there)."""
     if precision != "auto":
         return precision
-    import torch
-
     on_gpu = _cuda_training(accelerator)
     if not on_gpu or "fork" in strategy or "notebook" in strategy:
         return "32-true"
@@ -195,13 +191,6 @@ def resume_checkpoint(ckpt_dir: Path) -> Path | None:
 
 
 def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    from mmie.models.factory import build_model, save_pretrained
-    from mmie.training.callbacks import JsonlLogger
-    from mmie.training.data import MMIEDataModule
-    from mmie.training.module import MMIELightningModule
-
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.output_dir)
