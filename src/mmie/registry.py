@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mmie.errors import ConfigError, MMIEError
 
 if TYPE_CHECKING:  # typing only: importing these pulls in torch
-    from mmie.config import ModelConfig, RunConfig
+    from mmie.config import RunConfig
     from mmie.data.schema import Example
     from mmie.tasks.base import Task
 
