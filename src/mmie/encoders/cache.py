@@ -63,7 +63,7 @@ class FeatureCache:
     """
 
     def __init__(self, cache_dir: str | Path, encoder, *, half: bool = False,
-                 batch_size: int = 32, progress: bool | None = None):
+                 batch_size: int = 32, progress: bool | None = None, regions: bool = True):
         if not getattr(encoder, "frozen", False):
             raise ConfigError("the feature cache needs a frozen vision encoder (features of a "
                               "trainable one change while training)")
@@ -73,6 +73,8 @@ class FeatureCache:
         self.half = bool(half)
         self.batch_size = int(batch_size)
         self.progress = progress
+        #: False: store only the global vector (object crops; ``regions`` come back [N, 0, D])
+        self.keep_regions = bool(regions)
         self.root = Path(cache_dir)
         self.hits = 0
         self.misses = 0
@@ -93,15 +95,22 @@ class FeatureCache:
                 "corrupt": self.corrupt}
 
     # ---- main entry -----------------------------------------------------------------------------
-    def get_or_compute(self, items: Sequence[tuple[str, ImageSource]]
+    def get_or_compute(self, items: Sequence[tuple[str, ImageSource]],
+                       digests: Sequence[str] | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """``items``: ``(image_key, source)`` pairs; ``image_key`` names the image in errors
         (a file name, an example id), ``source`` is a path, a PIL image or a callable that
         returns one. Returns ``(global [N, D], regions [N, R, D])`` float32 in item order
-        (float16-rounded values when ``half``)."""
+        (float16-rounded values when ``half``).
+
+        ``digests``: the items' cache keys when the caller knows them (object crops: the
+        picture's hash and the pixel box); a callable source is then only called on a miss."""
         identity = self.encoder.identity
         directory = self.root / identity
-        D, R = self.encoder.out_dim, self.encoder.num_regions
+        D = self.encoder.out_dim
+        R = self.encoder.num_regions if self.keep_regions else 0
+        if digests is not None and len(digests) != len(items):
+            raise ValueError(f"{len(digests)} digests for {len(items)} items")
         N = len(items)
         glob = torch.empty(N, D, dtype=torch.float32)
         regions = torch.empty(N, R, D, dtype=torch.float32)
@@ -109,7 +118,10 @@ class FeatureCache:
         images: dict[str, Any] = {}       # content hash -> (key, source, PIL or None)
         for i, (key, source) in enumerate(items):
             try:
-                digest, img = image_content_hash(source)
+                if digests is not None:  # a PIL image is used as it is, a callable on a miss
+                    digest, img = digests[i], (source if hasattr(source, "getpixel") else None)
+                else:
+                    digest, img = image_content_hash(source)
             except FileNotFoundError as e:
                 raise ImageError(f"image {key!r}: file not found", path=str(source)) from e
             except OSError as e:
@@ -180,7 +192,7 @@ class FeatureCache:
                 for d in chunk:
                     key, source, img = images[d]
                     if img is None:
-                        img = _open_image(key, source)
+                        img = source() if callable(source) else _open_image(key, source)
                     pils.append(img)
                 pixels = self.encoder.preprocess(pils).to(device)
                 self.encoder.eval()
@@ -188,6 +200,8 @@ class FeatureCache:
                     g, r = self.encoder(pixels)
                 g = g.detach().to("cpu", dtype).contiguous()
                 r = r.detach().to("cpu", dtype).contiguous()
+                if not self.keep_regions:
+                    r = r[:, :0]
                 for j, d in enumerate(chunk):
                     gj, rj = g[j].clone(), r[j].clone()
                     self._write(directory / d[:2] / f"{d}.safetensors", gj, rj, identity, d,

@@ -20,11 +20,19 @@ def config_for_data(cfg, data: str | None = None, data_dir: str | None = None,
         cfg.data.name = data
         cfg.data.data_dir = data_dir
         cfg.data.image_dir = image_dir
+        cfg.data.boxes_file = None  # the training set's boxes: the detector runs instead
     else:
         if data_dir is not None:
             cfg.data.data_dir = data_dir
         if image_dir is not None:
             cfg.data.image_dir = image_dir
+    if cfg.data.boxes_file and not Path(cfg.data.boxes_file).is_file():
+        import warnings
+
+        warnings.warn(f"the training run's boxes file {cfg.data.boxes_file} is not here; the "
+                      f"detector ({cfg.data.detector}) computes the object boxes instead",
+                      stacklevel=2)
+        cfg.data.boxes_file = None
     return cfg
 
 

@@ -98,7 +98,6 @@ class Pipeline:
         self.type_constraints = type_constraints
         self.post_batch_size = post_batch_size
         self.pair_batch_size = pair_batch_size
-        self._placeholder: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def zero_shot(self) -> bool:
@@ -159,42 +158,20 @@ class Pipeline:
         return item["text"], item.get("image"), cands
 
     def _image_features(self, pred: Predictor, pils: list[Any]) -> dict[str, torch.Tensor] | None:
-        """Per post ``image_global [P, D]``, ``image_regions [P, R, D]``, ``image_present [P]``:
-        one vision call over the chunk's pictures; posts without one get the features of the
-        predictor's placeholder picture (encoded once per pipeline), masked as absent."""
-        vision = getattr(pred.model, "vision", None)
-        present = torch.tensor([p is not None for p in pils], dtype=torch.bool)
-        if vision is None:
+        """Per post ``image_global [P, D]``, ``image_regions [P, R, D]`` (and the object
+        tensors under ``data.regions=objects/both``), ``image_present [P]``: one
+        :meth:`Predictor.image_inputs` call over the chunk's pictures (the same featurisation
+        as single predictions); posts without one are masked as absent."""
+        if getattr(pred.model, "vision", None) is None:
             return None
-        idx = [k for k, p in enumerate(pils) if p is not None]
-        D, R = vision.out_dim, vision.num_regions
-        glob = torch.zeros(len(pils), D, device=pred.device)
-        reg = torch.zeros(len(pils), R, D, device=pred.device)
-        vision.eval()
-        if idx:
-            with torch.no_grad():
-                g, r = vision(vision.preprocess([pils[k] for k in idx]).to(pred.device))
-            glob[idx], reg[idx] = g.to(glob.dtype), r.to(reg.dtype)
-        if len(idx) < len(pils):
-            key = id(vision)
-            if key not in self._placeholder:
-                pix, _ = pred._pixels([None])
-                with torch.no_grad():
-                    self._placeholder[key] = vision(pix.to(pred.device))
-            pg, pr = self._placeholder[key]
-            for k in range(len(pils)):
-                if pils[k] is None:
-                    glob[k], reg[k] = pg[0], pr[0]
-        from mmie.encoders.vision import pool_regions
-
-        # the same region grid the model was trained on (and the Predictor's pixel path uses)
-        reg = pool_regions(reg.float(), pred.cfg.model.region_grid)
-        return {"image_global": glob, "image_regions": reg, "image_present": present}
+        return pred.image_inputs(pils)
 
     def _features_for(self, pred: Predictor, pils: list[Any], cache: dict) -> Any:
         vision = getattr(pred.model, "vision", None)
-        key = id(vision)
-        if key not in cache:  # models sharing one vision encoder object share the features
+        data = pred.cfg.data
+        key = (id(vision), pred.cfg.model.region_grid, data.regions, data.max_objects,
+               data.detector, data.detector_threshold)
+        if key not in cache:  # models sharing one vision encoder and regions share features
             cache[key] = self._image_features(pred, pils)
         return cache[key]
 

@@ -103,13 +103,38 @@ class Predictor:
                 pils.append(load_image(im))
         return vision.preprocess(pils), present
 
+    def image_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
+        """The image part of a prediction batch for pictures (paths, bytes, PIL images or
+        ``None``): the one place new pictures are featurised (Python API, ``mmie predict``,
+        the pipeline and the service all come here). Regions follow the saved run's
+        ``data.regions``: the grid, and/or detected objects (the detector runs on the picture
+        here, as it ran on the training pictures)."""
+        from mmie.data.images import load_image
+        from mmie.encoders.regions import featurize_pictures
+
+        vision = getattr(self.model, "vision", None)
+        present = torch.tensor([im is not None for im in images], dtype=torch.bool)
+        if vision is None:
+            return {"image_present": present.to(self.device)}
+        pils = [load_image(im) if im is not None else None for im in images]
+        data = self.cfg.data
+        return featurize_pictures(vision, pils, region_grid=self.cfg.model.region_grid,
+                                  regions=data.regions, max_objects=data.max_objects,
+                                  source=self._region_source(), device=self.device)
+
+    def _region_source(self):
+        if self.cfg.data.regions == "grid":
+            return None
+        if getattr(self, "_regions", None) is None:
+            from mmie.encoders.regions import RegionSource
+
+            self._regions = RegionSource(self.cfg.data)  # the detector; no boxes file here
+        return self._regions
+
     def _batch(self, examples: list[Example], images: list[Any]) -> dict[str, torch.Tensor]:
         batch = self.task.collate(examples, self.model.text, self.cfg.data.max_length,
                                   with_labels=False)
-        pix, present = self._pixels(images)
-        if pix is not None:
-            batch["pixel_values"] = pix
-        batch["image_present"] = present
+        batch.update(self.image_inputs(images))
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
                 for k, v in batch.items()}
 

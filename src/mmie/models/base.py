@@ -25,30 +25,63 @@ class ModelOutput:
 
 
 class ImageInput(nn.Module):
-    """Turns a batch's image part into projected image tokens ``[B, 1 + R, H]``.
+    """Turns a batch's image part into projected image tokens ``[B, 1 + R + K, H]``.
 
     Training batches carry cached features (``image_global`` ``[B, D]``, ``image_regions``
     ``[B, R, D]``); prediction batches may carry ``pixel_values`` instead, encoded here by the
     frozen vision encoder. ``image_present`` ``[B]`` marks posts that have an image; the others
     get a fully masked image (no attention paid to it).
+
+    Tokens: the global vector (type 0), the ``R`` grid regions (type 1, row-major cells of a
+    square grid) and, when the batch has detected objects (``objects`` ``[B, K, D]``,
+    ``object_boxes`` ``[B, K, 4]``, ``object_mask`` ``[B, K]``), the object crops (projected
+    like the global vector, type 1; padding masked). With ``box_embedding`` every token gets
+    ``Linear(5, H)([x0, y0, x1, y1, area])`` of its normalised box added (the global token:
+    the full picture ``[0, 0, 1, 1, 1]``), so attention can tell left from right; without it
+    the regions are an unordered set.
     """
 
     def __init__(self, vision_dim: int, hidden: int, use_regions: bool = True,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, box_embedding: bool = False):
         super().__init__()
         self.use_regions = use_regions
         self.proj_global = nn.Sequential(nn.Linear(vision_dim, hidden), nn.Dropout(dropout))
         self.proj_regions = nn.Sequential(nn.Linear(vision_dim, hidden), nn.Dropout(dropout))
         self.type_embed = nn.Parameter(torch.zeros(2, hidden))
+        self.box_embed = nn.Linear(5, hidden) if box_embedding else None
+
+    def _box(self, boxes: torch.Tensor) -> torch.Tensor | float:
+        if self.box_embed is None:
+            return 0.0
+        from mmie.encoders.regions import box_features
+
+        return self.box_embed(box_features(boxes.to(self.box_embed.weight.dtype)))
 
     def forward(self, glob: torch.Tensor, regions: torch.Tensor | None,
-                present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g = self.proj_global(glob).unsqueeze(1) + self.type_embed[0]
+                present: torch.Tensor, objects: torch.Tensor | None = None,
+                object_boxes: torch.Tensor | None = None,
+                object_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        from mmie.encoders.regions import FULL_BOX, boxes_for_regions
+
+        full = glob.new_tensor(FULL_BOX)
+        g = self.proj_global(glob).unsqueeze(1) + self.type_embed[0] + self._box(full)
         toks = [g]
-        if self.use_regions and regions is not None:
-            toks.append(self.proj_regions(regions) + self.type_embed[1])
+        B = glob.shape[0]
+        masks = [torch.ones(B, 1, dtype=torch.bool, device=glob.device)]
+        if self.use_regions and regions is not None and regions.shape[1] > 0:
+            r = self.proj_regions(regions) + self.type_embed[1]
+            if self.box_embed is not None:
+                r = r + self._box(boxes_for_regions(regions.shape[1], device=regions.device))
+            toks.append(r)
+            masks.append(torch.ones(B, regions.shape[1], dtype=torch.bool, device=glob.device))
+        if self.use_regions and objects is not None and objects.shape[1] > 0:
+            o = self.proj_global(objects) + self.type_embed[1]
+            if self.box_embed is not None:
+                o = o + self._box(object_boxes)
+            toks.append(o)
+            masks.append(object_mask.bool())
         tokens = torch.cat(toks, dim=1)
-        mask = present.bool().unsqueeze(1).expand(-1, tokens.shape[1])
+        mask = present.bool().unsqueeze(1) & torch.cat(masks, dim=1)
         return tokens, mask
 
 
@@ -148,15 +181,14 @@ class MMIEModel(nn.Module):
         if self.task_name == "ner":
             em = self._word_emissions(hidden, batch)
             mask = batch["word_mask"].bool()
-            paths = self.crf.decode(em, mask)
+            paths, lengths = self.crf.decode_tensor(em, mask)
             marg = self.crf.token_marginals(em, mask)
-            out = []
-            for i, path in enumerate(paths):
-                sc = [float(marg[i, j, t]) for j, t in enumerate(path)]
-                out.append({"tags": list(path), "scores": sc})
-            return out
+            # the marginal of each decoded tag, gathered on the device; one transfer per field
+            scores = marg.gather(2, paths.unsqueeze(2)).squeeze(2)
+            return [{"tags": p[:n], "scores": s[:n]} for p, s, n in
+                    zip(paths.tolist(), scores.tolist(), lengths.tolist())]
         logits = self.head(hidden, batch["head_pos"], batch["tail_pos"])
         prob = logits.float().softmax(-1)
         score, label = prob.max(-1)
-        return [{"label": int(l), "score": float(s), "probs": p.tolist()}
-                for l, s, p in zip(label, score, prob)]
+        return [{"label": l, "score": s, "probs": p}
+                for l, s, p in zip(label.tolist(), score.tolist(), prob.tolist())]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from mmie.encoders.regions import object_inputs
 from mmie.models.base import ImageInput, MMIEModel
 from mmie.modules.fusion import ConcatFusion, CrossModalFusion
 
@@ -33,7 +34,8 @@ class SimpleFusionModel(MMIEModel):
         if cfg.fusion == "concat":
             self.fusion = ConcatFusion(H, D)
         else:
-            self.image_in = ImageInput(D, H, use_regions=cfg.use_regions, dropout=cfg.dropout)
+            self.image_in = ImageInput(D, H, use_regions=cfg.use_regions, dropout=cfg.dropout,
+                                       box_embedding=cfg.box_embedding)
             self.fusion = CrossModalFusion(H, num_heads=_heads(H), dropout=cfg.dropout)
 
     def represent(self, batch):
@@ -41,7 +43,7 @@ class SimpleFusionModel(MMIEModel):
         g, r, present = self.image_features(batch)
         if self.cfg.fusion == "concat":
             return self.fusion(h, g, present), {}
-        img, img_mask = self.image_in(g, r, present)
+        img, img_mask = self.image_in(g, r, present, **object_inputs(batch))
         fused = self.fusion(h, batch["attention_mask"].bool(), img, img_mask)
         if isinstance(fused, tuple):
             fused = fused[0]

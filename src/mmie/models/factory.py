@@ -77,6 +77,8 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
                         "pass the 'model' folder inside a run directory")
     meta = json.loads(cfg_path.read_text(encoding="utf-8"))
     run_cfg = config_from_dict(meta["run"])
+    if "box_embedding" not in (meta["run"].get("model") or {}):
+        run_cfg.model.box_embedding = False  # saved before box embeddings existed
     task = registry.task_from_dict(meta["task"])
     text = TextEncoder.from_saved(directory / "text_encoder")
     vision = None

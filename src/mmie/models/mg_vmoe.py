@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmie.encoders.regions import object_inputs
 from mmie.encoders.vision import pool_regions
 from mmie.models.base import ImageInput, ModelOutput
 from mmie.models.baselines import _heads
@@ -66,7 +67,8 @@ class MGVMoEModel(nn.Module):
         H = text_encoder.hidden_size
         self.hidden = H
         self.dropout = nn.Dropout(cfg.dropout)
-        self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=True, dropout=cfg.dropout)
+        self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=True, dropout=cfg.dropout,
+                                   box_embedding=cfg.box_embedding)
         opt = cfg.mg_vmoe
         self.moe = VMoELayer(H, num_experts=opt.num_experts, gating=opt.gating, k=opt.top_k,
                              dropout=cfg.dropout, form=opt.moe_form)
@@ -85,7 +87,7 @@ class MGVMoEModel(nn.Module):
     # ---- pieces -------------------------------------------------------------------------------
     def image_features(self, batch):
         if "image_global" in batch:
-            return batch["image_global"], batch["image_regions"], batch["image_present"]
+            return batch["image_global"], batch.get("image_regions"), batch["image_present"]
         with torch.no_grad():
             g, r = self.vision(batch["pixel_values"])
         return g, pool_regions(r.float(), self.cfg.region_grid), batch["image_present"]
@@ -100,7 +102,7 @@ class MGVMoEModel(nn.Module):
         t_mask = batch["attention_mask"].bool()
         h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
         g, r, present = self.image_features(batch)
-        h_v, v_mask = self.image_in(g, r, present)
+        h_v, v_mask = self.image_in(g, r, present, **object_inputs(batch))
         out_t = self.moe(h_t, t_mask)
         # posts without a picture: the experts run on their image tokens, but the mask keeps
         # them out of every term (KL, gate term: 0 when no post has a picture)
@@ -163,12 +165,11 @@ class MGVMoEModel(nn.Module):
             s = s - batch["score_offset"].to(s)
         prob = s.softmax(-1)
         cands = batch["candidates"]
+        best = prob.argmax(-1).tolist()  # one transfer each, not one per element
         out = []
-        for row, r in zip(prob, raw):
-            j = int(row.argmax())
-            out.append({"label": cands[j], "score": float(row[j]),
-                        "scores": {c: float(p) for c, p in zip(cands, row)},
-                        "logits": {c: float(v) for c, v in zip(cands, r)}})
+        for j, row, r in zip(best, prob.tolist(), raw.tolist()):
+            out.append({"label": cands[j], "score": row[j], "scores": dict(zip(cands, row)),
+                        "logits": dict(zip(cands, r))})
         return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from mmie.encoders.regions import object_inputs
 from mmie.models.base import ImageInput, MMIEModel
 from mmie.models.baselines import _heads
 from mmie.modules.alignment import MIDiscriminator, info_nce
@@ -33,7 +34,7 @@ class MMIBModel(MMIEModel):
         super().__init__(cfg, task, text_encoder, vision_encoder)
         H = self.hidden
         self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=cfg.use_regions,
-                                   dropout=cfg.dropout)
+                                   dropout=cfg.dropout, box_embedding=cfg.box_embedding)
         opt = cfg.mmib
         if opt.refinement:
             self.vib_text = VariationalEncoder(H, H, num_heads=_heads(H),
@@ -54,7 +55,7 @@ class MMIBModel(MMIEModel):
         text_mask = batch["attention_mask"].bool()
         h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
         g, r, present = self.image_features(batch)
-        h_v, img_mask = self.image_in(g, r, present)
+        h_v, img_mask = self.image_in(g, r, present, **object_inputs(batch))
         terms: dict[str, torch.Tensor] = {}
         if cfg.mmib.refinement:
             out_t = self.vib_text(h_t, text_mask)

@@ -183,31 +183,60 @@ class CRF(nn.Module):
 
         With ``constrained`` (default) and constraints set, forbidden transitions get
         ``-1e4``, so the result is well-formed BIO whenever any well-formed path exists.
+        Ties go to the lowest previous tag at every step and the lowest last tag (the first
+        maximum), as :meth:`decode_tensor` computes them.
+        """
+        paths, lengths = self.decode_tensor(emissions, mask, constrained=constrained)
+        rows = paths.tolist()
+        return [row[:n] for row, n in zip(rows, lengths.tolist())]
+
+    @torch.no_grad()
+    def decode_tensor(self, emissions: torch.Tensor, mask: torch.Tensor | None = None,
+                      constrained: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched Viterbi on the emissions' device: ``(paths [B, T] long, lengths [B])``;
+        positions past a row's length hold its last tag (0 for empty rows).
+
+        One loop over time steps (the max-product recursion, a few kernels per step, no
+        Python per row); the back-pointers are followed for all positions at once by
+        composing them by pointer doubling (``ceil(log2 T)`` gathers), not step by step.
+        The scores are added in the same order as the textbook loop (``score_i + trans_ij``
+        then ``+ emission_j``), and ``max`` returns the first maximum, so the result,
+        ties included, is that of the sequential decode (tested against it and against
+        brute-force enumeration).
         """
         mask = self._check(emissions, mask)
-        B, T, _ = emissions.shape
+        B, T, K = emissions.shape
+        dev = emissions.device
+        lengths = mask.sum(1)
         if T == 0:
-            return [[] for _ in range(B)]
+            return torch.zeros(B, 0, dtype=torch.long, device=dev), lengths
         start, trans, end = self._params(constrained)
         em = emissions.float()
         score = start + em[:, 0]
-        history = []
+        trans0 = trans.unsqueeze(0)
+        idxs = []
         for t in range(1, T):
-            cand = score.unsqueeze(2) + trans.unsqueeze(0) + em[:, t].unsqueeze(1)
+            cand = score.unsqueeze(2) + trans0 + em[:, t].unsqueeze(1)
             best, idx = cand.max(dim=1)
             score = torch.where(mask[:, t : t + 1], best, score)
-            history.append(idx)
-        score = score + end
-        cur = score.argmax(dim=-1)
-        out = torch.zeros(B, T, dtype=torch.long, device=em.device)
-        for t in range(T - 1, -1, -1):
-            out[:, t] = cur
-            if t > 0:
-                prev = history[t - 1].gather(1, cur.unsqueeze(1)).squeeze(1)
-                cur = torch.where(mask[:, t], prev, cur)
-        lengths = mask.sum(1).tolist()
-        rows = out.tolist()
-        return [row[:n] for row, n in zip(rows, lengths)]
+            idxs.append(idx)
+        last = (score + end).argmax(dim=-1)  # [B]
+        ident = torch.arange(K, device=dev)
+        # back-pointers g [B, T, K]: g[b, s, j] = best tag at s given tag j at s+1; the
+        # identity at padded steps and at T-1, so a row keeps its last tag past its end
+        g = ident.expand(B, T, K)
+        if T > 1:
+            g = torch.cat([torch.where(mask[:, 1:, None], torch.stack(idxs, 1), ident),
+                           g[:, :1]], dim=1)
+        # compose suffixes by pointer doubling: after the loop g[:, s] = g_s o ... o g_{T-1},
+        # so the tag at s is g[:, s](last)
+        d = 1
+        while d < T:
+            g = torch.cat([torch.gather(g[:, : T - d], 2, g[:, d:]), g[:, T - d:]], dim=1)
+            d *= 2
+        paths = torch.gather(g, 2, last.view(B, 1, 1).expand(B, T, 1)).squeeze(2)
+        paths = paths.masked_fill(lengths.view(B, 1) == 0, 0)
+        return paths, lengths
 
     def _forward_backward(self, emissions: torch.Tensor, mask: torch.Tensor, constrained: bool):
         start, trans, end = self._params(constrained)

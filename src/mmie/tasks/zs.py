@@ -161,10 +161,7 @@ class ZeroShotTask(Task):
             cands = list(cands) if cands else self.candidates("test")
             batch = self.collate([ex], model.text, predictor.cfg.data.max_length,
                                  with_labels=False, candidates=cands)
-            pix, present = predictor._pixels([img])
-            if pix is not None:
-                batch["pixel_values"] = pix
-            batch["image_present"] = present
+            batch.update(predictor.image_inputs([img]))
             batch = {k: v.to(predictor.device) if isinstance(v, torch.Tensor) else v
                      for k, v in batch.items()}
             with torch.no_grad():

@@ -27,6 +27,8 @@ from mmie.data import catalog, paths
 from mmie.data.images import ImageLoader
 from mmie.data.schema import Example
 from mmie.encoders.cache import FeatureCache
+from mmie.encoders.regions import training_object_features
+from mmie.encoders.token_cache import TokenCache
 from mmie.encoders.vision import pool_regions
 from mmie.errors import ConfigError, DataError
 
@@ -95,9 +97,11 @@ class ImageFeatures:
     """
 
     glob: torch.Tensor
-    regions: torch.Tensor
+    regions: torch.Tensor | None
     rows: dict[str, list[int]] = field(default_factory=dict)
     blank_row: int | None = None
+    #: data.regions=objects/both: crop features [N, K, D], boxes [N, K, 4], mask [N, K]
+    objects: dict[str, torch.Tensor] | None = None
 
     def present(self, rows: torch.Tensor) -> torch.Tensor:
         """``image_present`` ``[B]`` for feature rows ``[B]``: False on the blank row."""
@@ -147,7 +151,11 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
     glob, regions = cache.get_or_compute(keys)
     report["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
     regions = pool_regions(regions.float(), cfg.model.region_grid)
-    return ImageFeatures(glob.float(), regions, rows, blank_row=key_row.get("blank")), kept
+    objects = training_object_features(cfg, vision, keys, default_cache_dir(cfg), report)
+    if cfg.data.regions == "objects":
+        regions = None
+    return ImageFeatures(glob.float(), regions, rows, objects=objects,
+                         blank_row=key_row.get("blank")), kept
 
 
 class ExampleDataset(Dataset):
@@ -163,12 +171,19 @@ class ExampleDataset(Dataset):
 
 
 class Collator:
-    """Picklable collate function: task batching + cached image rows + example indices."""
+    """Picklable collate function: task batching + cached image rows + example indices.
+
+    ``cache_tokens``: tokenise each post once (:class:`mmie.encoders.token_cache.TokenCache`;
+    identical tensors) -- for loaders that see the same posts every epoch. Each DataLoader
+    worker fills its own cache, so use it with ``persistent_workers`` (as :func:`make_loader`
+    does)."""
 
     def __init__(self, task, text_encoder, max_length: int, features: ImageFeatures | None,
-                 phase: str = "train"):
+                 phase: str = "train", cache_tokens: bool = False):
         self.task = task
         self.phase = phase
+        if cache_tokens:
+            text_encoder = TokenCache(text_encoder)
         self.text_encoder = text_encoder
         self.max_length = max_length
         self.features = features
@@ -181,7 +196,10 @@ class Collator:
         if self.features is not None:
             rows = torch.tensor([r for _, _, r in items], dtype=torch.long)
             batch["image_global"] = self.features.glob[rows]
-            batch["image_regions"] = self.features.regions[rows]
+            if self.features.regions is not None:
+                batch["image_regions"] = self.features.regions[rows]
+            for k, v in (self.features.objects or {}).items():
+                batch[k] = v[rows]
             batch["image_present"] = self.features.present(rows)
         return batch
 
@@ -310,15 +328,19 @@ class ResumableLoader(DataLoader):
 
 def make_loader(dataset: ExampleDataset, collate: Collator, batch_size: int, shuffle: bool,
                 num_workers: int = 0, seed: int = 0, group_by_length: bool = False,
-                bucket_batches: int = 0) -> ResumableLoader:
+                bucket_batches: int = 0, pin_memory: bool = False) -> ResumableLoader:
     """A resumable, DDP-aware loader; the shuffle order depends on ``(seed, epoch)`` only.
     ``group_by_length``: evaluation longest-first, and (with ``bucket_batches``) length-bucketed
-    training batches; see :class:`ResumableSampler`."""
+    training batches; see :class:`ResumableSampler`. ``num_workers`` > 0 builds batches in
+    persistent worker processes (off the training loop's critical path; their token caches
+    survive the epoch); ``pin_memory`` (for a CUDA device) lets the host-to-device copies of
+    the batches run asynchronously (Lightning moves batches with ``non_blocking=True``)."""
     lengths = [len(ex.tokens) for ex in dataset.examples] if group_by_length else None
     sampler = ResumableSampler(len(dataset), shuffle, seed, lengths=lengths,
                                batch_size=batch_size, bucket_batches=bucket_batches)
+    extra: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": 4} if num_workers else {}
     return ResumableLoader(dataset, sampler, batch_size=batch_size, collate_fn=collate,
-                           num_workers=num_workers)
+                           num_workers=num_workers, pin_memory=pin_memory, **extra)
 
 
 def count_truncated(text_encoder, examples: list[Example], max_length: int,
@@ -349,6 +371,9 @@ class MMIEDataModule(L.LightningDataModule):
             it).
         limit: keep only the first ``limit`` instances of each split (after the task's
             partition).
+        cache_tokens: tokenise each post once (loaders that see the same posts every epoch;
+            see :class:`Collator`).
+        pin_memory: pinned host memory for the batches (training on a CUDA device).
 
     :meth:`setup` does the work once; afterwards ``examples[split]`` holds the instances,
     ``task`` the task and ``report`` what was read, kept and cached.
@@ -356,7 +381,8 @@ class MMIEDataModule(L.LightningDataModule):
 
     def __init__(self, cfg: RunConfig, text_encoder, vision_encoder=None, task=None, *,
                  splits: tuple[str, ...] = ("train", "dev", "test"),
-                 count_truncation: bool = False, limit: int | None = None):
+                 count_truncation: bool = False, limit: int | None = None,
+                 cache_tokens: bool = False, pin_memory: bool = False):
         super().__init__()
         self.cfg = cfg
         self.text_encoder = text_encoder
@@ -365,6 +391,8 @@ class MMIEDataModule(L.LightningDataModule):
         self.splits = tuple(dict.fromkeys(canonical_split(s) for s in splits))
         self.count_truncation = count_truncation
         self.limit = limit
+        self.cache_tokens = cache_tokens
+        self.pin_memory = pin_memory
         self.examples: dict[str, list[Example]] = {}
         self.rows: dict[str, list[int] | None] = {}
         self.features: ImageFeatures | None = None
@@ -412,12 +440,13 @@ class MMIEDataModule(L.LightningDataModule):
         split = canonical_split(split)
         tc = self.cfg.trainer
         collate = Collator(self.task, self.text_encoder, self.cfg.data.max_length,
-                           self.features, phase=split)
+                           self.features, phase=split, cache_tokens=self.cache_tokens)
         return make_loader(ExampleDataset(self.examples[split], self.rows[split]), collate,
                            batch_size, shuffle,
                            tc.num_workers if num_workers is None else num_workers, self.cfg.seed,
                            group_by_length=group_by_length,
-                           bucket_batches=tc.length_bucketing if shuffle else 0)
+                           bucket_batches=tc.length_bucketing if shuffle else 0,
+                           pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> ResumableLoader:
         return self.loader("train", self.cfg.trainer.batch_size, shuffle=True)

@@ -54,6 +54,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def adamw(params, device: torch.device | str, precision: str = "32-true") -> torch.optim.AdamW:
+    """AdamW; on CUDA the fused implementation (one kernel for the whole update instead of
+    a few per parameter tensor). Not with fp16 (``16-*``): its GradScaler would leave
+    unscaling to the fused step, after gradient clipping has seen the scaled gradients."""
+    fused = torch.device(device).type == "cuda" and not str(precision).startswith("16")
+    return torch.optim.AdamW(params, fused=True) if fused else torch.optim.AdamW(params)
+
+
 def _rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -224,9 +232,25 @@ class MMIELightningModule(L.LightningModule):
         self._finish("test", "test")
 
     # ---- optimisation ---------------------------------------------------------------------
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None):
+        """Clip a fused optimizer's gradients here: Lightning's mixed-precision plugin refuses
+        any fused optimizer (it could unscale fp16 gradients itself), although with bf16 or
+        fp32 there is no scaler and the gradients are the true ones (:func:`adamw` never
+        fuses under fp16). Same clipping as Lightning's (over the optimizer's parameters)."""
+        opt = getattr(optimizer, "optimizer", optimizer)
+        if gradient_clip_val and opt.defaults.get("fused"):
+            params = [p for g in opt.param_groups for p in g["params"]]
+            if str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm)) == "value":
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         tc = self.cfg.trainer
-        opt = torch.optim.AdamW(param_groups(self.model, tc))
+        opt = adamw(param_groups(self.model, tc), self.device, self.trainer.precision)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = get_linear_schedule_with_warmup(opt, int(tc.warmup_ratio * total), total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

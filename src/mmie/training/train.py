@@ -210,7 +210,9 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
         cfg.save(out / "config.yaml")
 
     text, vision = build_encoders(cfg, model_uses_image(cfg))
-    data = MMIEDataModule(cfg, text, vision, count_truncation=True)
+    # every epoch (and dev evaluation) sees the same posts: tokenise each once
+    data = MMIEDataModule(cfg, text, vision, count_truncation=True, cache_tokens=True,
+                          pin_memory=_cuda_training(cfg.trainer.accelerator))
     data.setup("fit")
     task, report = data.task, data.report
     log.info("data: %s", report)

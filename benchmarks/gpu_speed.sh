@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 20 on one GPU: CRF decoding (sequential vs vectorised), then benchmarks/speed.py twice,
+# each run in a fresh process, and the comparison of the two (agree within 15 %?).
+#
+#   python benchmarks/device_bundle.py          # here: builds device/ (carried to the GPU)
+#   bash benchmarks/gpu_speed.sh OUT_DIR [TIME_LIMIT_S]   # on the GPU machine, repo root
+#
+# Writes OUT_DIR/crf_decode_h200.json, speed_gpu_h200_run1.json, speed_gpu_h200_run2.json,
+# speed_gpu_h200_compare.json and the logs; commit the JSON files under results/speed/.
+set -u
+OUT=${1:?usage: gpu_speed.sh OUT_DIR [TIME_LIMIT_S]}
+LIM=${2:-520}
+PY=${PYTHON:-python3}
+# shellcheck disable=SC1091
+source device/env.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} MKL_NUM_THREADS=${MKL_NUM_THREADS:-4}
+mkdir -p "$OUT"
+nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
+timeout 60 $PY -m pytest -q -p no:cacheprovider tests/test_crf.py -k cuda > "$OUT/test_crf_cuda.log" 2>&1
+echo "test_crf cuda rc=$?"
+timeout 60 $PY benchmarks/crf_speed.py --device cuda --output "$OUT/crf_decode_h200.json" \
+  > "$OUT/crf_decode.log" 2>&1
+echo "crf_speed rc=$?"; grep "^B=" "$OUT/crf_decode.log"
+timeout -s TERM "$LIM" $PY benchmarks/speed.py --device cuda --no-wait --precision bf16 \
+  --synthetic-size 1400 --batch-size 16 --sweep 256 1024 --workers 4 --max-warmup 20 \
+  --api-models text mmib --api-batch 256 --repeat 2 --output "$OUT/speed_gpu_h200.json" \
+  > "$OUT/speed.log" 2>&1
+echo "speed rc=$?"
+grep -v "^\[speed\] \|Warning\|warn(" "$OUT/speed.log" | tail -n 80
