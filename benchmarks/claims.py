@@ -23,7 +23,8 @@ Grid file (YAML; see benchmarks/claims_photos.yaml):
     common: [key=value, ...]           # --set overrides of every run
     runs:                              # one entry per table row
       - {name: mmib_photos_ner, config: configs/mmib_photos_ner.yaml, set: [...],
-         label: "MMIB", est_s: 120, folds: false}
+         label: "MMIB", est_s: 120, folds: false,
+         ceiling: text_only_ceiling.ner_f1.test}   # shown beside the mean (dotted path)
     comparisons:                       # every difference a sentence claims
       - {a: mmib_photos_ner, b: text_photos_ner, metric: f1, target: 25,
          subsets: [all, noisy_picture], claim: "MMIB >= text-only + 25 F1"}
@@ -47,6 +48,7 @@ import io
 import json
 import os
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -147,7 +149,8 @@ def load_grid(path: str | Path, out: Path, cli_vars: Sequence[str] = ()) -> dict
     for i, r in enumerate(g["runs"]):
         if not isinstance(r, dict) or "name" not in r or "config" not in r:
             raise GridError(f"{path}: runs[{i}] needs 'name' and 'config'")
-        unknown = set(r) - {"name", "config", "set", "label", "est_s", "folds", "seeds"}
+        unknown = set(r) - {"name", "config", "set", "label", "est_s", "folds", "seeds",
+                            "ceiling"}
         if unknown:
             raise GridError(f"{path}: runs[{i}] ({r['name']}): unknown keys {sorted(unknown)}")
         if r["name"] in names:
@@ -236,8 +239,9 @@ def _subsets_file(split_file: Path, split: str) -> Path | None:
 def read_subsets(cfg, splits: Iterable[str]) -> dict[str, list[str]] | None:
     """``{example id: [subset tags]}`` from the ``*.subsets.jsonl`` files beside the split
     files of ``splits``; None when there are none. Lines are matched to the reader's examples
-    in file order; their ``id`` must equal the reader's id where both are given, and the line
-    count must equal the number of posts."""
+    in file order; their ``id`` must equal the reader's id (unless the reader only numbers
+    the posts, ``<file stem>-<index>``, as for MNRE-style lines), and the line count must
+    equal the number of posts."""
     from mmie.data.io import iter_json_objects
     from mmie.training.data import load_examples
 
@@ -259,11 +263,15 @@ def read_subsets(cfg, splits: Iterable[str]) -> dict[str, list[str]] | None:
         if len(lines) != len(exs):
             raise GridError(f"{sub}: {len(lines)} lines but {len(exs)} posts in the {split} "
                             "split (one line per post, in file order)")
-        for (lineno, d), ex in zip(lines, exs):
+        stem = files[0].name.split(".")[0]
+        for k, ((lineno, d), ex) in enumerate(zip(lines, exs)):
             tags = d.get("subsets")
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise GridError(f"{sub}:{lineno}: 'subsets' must be a list of strings")
-            if "id" in d and str(d["id"]) != str(ex.id):
+            # MNRE-style lines carry no id: the reader names them "<file stem>-<index>", so
+            # there the position is the only key and any id in the subsets file is accepted
+            positional = str(ex.id) == f"{stem}-{k}"
+            if "id" in d and str(d["id"]) != str(ex.id) and not positional:
                 raise GridError(f"{sub}:{lineno}: id {d['id']!r} but the post there is "
                                 f"{ex.id!r} (lines must follow the split file's order)")
             found[str(ex.id)] = sorted(set(tags))
@@ -471,11 +479,12 @@ def _pack_logs(out: Path, jobs: Sequence[Job]) -> None:
 
 def run_grid(grid: dict[str, Any], jobs: list[Job], out: Path, *, parallel: int,
              deadline_s: float, threads: int, python: str, gate: bool = True,
-             command_line: str = "") -> dict[str, Any]:
-    """Build the data, run the jobs ``parallel`` at a time (longest estimate first, a job using
-    images waits until the first job of the same data and encoder has filled the feature
-    cache), stop launching when a job's estimate no longer fits before the deadline and kill
-    what still runs at it. Returns counts."""
+             command_line: str = "", keep_checkpoints: bool = False) -> dict[str, Any]:
+    """Build the data, run the jobs ``parallel`` at a time (seed by seed, longest estimate
+    first within a seed; a job using images waits until the first job of the same data and
+    encoder has filled the feature cache), stop launching when a job's estimate no longer fits before the deadline and kill
+    what still runs at it. A scored run's ``checkpoints/`` are deleted unless
+    ``keep_checkpoints`` (its ``model/`` stays). Returns counts."""
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     logf = open(out / "driver.log", "a", encoding="utf-8")
@@ -496,7 +505,9 @@ def run_grid(grid: dict[str, Any], jobs: list[Job], out: Path, *, parallel: int,
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    pending = sorted(jobs, key=lambda j: -j.est_s)
+    # seed-major (every run's seed 0 before any seed 1), so that a grid cut by the deadline
+    # still has the same seeds for every run it compares; the longest first within a seed
+    pending = sorted(jobs, key=lambda j: (j.seed, -j.est_s))
     running: dict[int, tuple[Job, subprocess.Popen, float]] = {}
     warm: dict[str, bool] = {}  # cache key -> first job has features (or ended)
     first_of: dict[str, Job] = {}
@@ -519,6 +530,11 @@ def run_grid(grid: dict[str, Any], jobs: list[Job], out: Path, *, parallel: int,
             _append(out / "rows.jsonl", row)
             _append(out / "posts.jsonl.gz", posts, gz=True)
             n_ok += 1
+            for j in pending:  # the remaining seeds of this run: the measured time, not the guess
+                if j.name == job.name:
+                    j.est_s = max(wall * 1.1, 10.0)
+            if not keep_checkpoints:  # ~0.5 GB a run (weights + optimizer, best and last)
+                shutil.rmtree(job.run_dir / "checkpoints", ignore_errors=True)
             head = KIND_METRICS[job.kind][0]
             log(f"done {job.name} seed {job.seed}: test {head} "
                 f"{100 * row['subsets']['all'][head]:.2f}, epochs {row['epochs_run']} "
@@ -681,6 +697,8 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
            table_command: str = "") -> str:
     """The markdown of the grid's section: setup, one table per task, the comparisons."""
     order = [r["name"] for r in grid["runs"]]
+    grid_runs = {r["name"]: r for r in grid["runs"]}
+    summary = _data_summary(sources)
     by: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: (order.index(r["recipe"]) if r["recipe"] in order
                                          else len(order), r["seed"])):
@@ -700,7 +718,8 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
     enc = sorted({ENCODER_NAMES.get(r["text_encoder"], r["text_encoder"])
                   + (f" + {ENCODER_NAMES.get(r['vision_encoder'], r['vision_encoder'])}"
                      if r.get("vision_encoder") else "") for r in rows})
-    lines += [f"- Data: `{first.get('data')}`"
+    data_names = ", ".join(f"`{d}`" for d in dict.fromkeys(str(r.get("data")) for r in rows))
+    lines += [f"- Data: {data_names}"
               + (f", summary sha256 `{dv.get('summary_sha256', '')[:16]}`" if dv.get(
                   "summary_sha256") else "")
               + "".join(f", {k} {dv[k]}" for k in ("version", "seed", "size") if k in dv)
@@ -733,7 +752,10 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
                  "re": "RE (micro F1 without None; accuracy)",
                  "zs": "Zero-shot (accuracy on unseen labels; macro-F1)"}[kind]
         lines += [f"#### {title}", ""]
+        ceil_of = {n: grid_runs[n]["ceiling"] for n in names
+                   if n in grid_runs and grid_runs[n].get("ceiling")}
         cols = (["recipe", "model", "seeds"] + [f"test {METRIC_NAMES[m]}" for m in metrics]
+                + (["ceiling (Δ)"] if ceil_of else [])
                 + [f"dev {METRIC_NAMES[head]}"] + [f"{s} {METRIC_NAMES[head]} (n)" for s in subs]
                 + ["epochs (best)", "plateau", "s/run"])
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -749,6 +771,8 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
             lines.append("| " + " | ".join(
                 [n, rs[0]["model"], ",".join(str(r["seed"]) for r in rs)]
                 + [_ms([r["subsets"]["all"][m] for r in rs]) for m in metrics]
+                + ([_ceiling_cell(summary, ceil_of.get(n),
+                                  [r["subsets"]["all"][head] for r in rs])] if ceil_of else [])
                 + [_ms(dev)] + subcells
                 + [f"{rs[0]['max_epochs']} ({','.join(str(r.get('best_epoch')) for r in rs)})",
                    f"{plateau}/{len(rs)}",
@@ -776,7 +800,7 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
                     err = "no paired runs"
                 if r is None:
                     lines.append(f"| {c.get('claim', '')} | {c['a']} | {c['b']} | "
-                                 f"{c.get('metric', '')} | {sub} | — | — | — | "
+                                 f"{METRIC_NAMES.get(c.get('metric'), '')} | {sub} | — | — | — | "
                                  f"{'' if tgt is None else tgt} | {err} | | |")
                     continue
                 lines.append(
@@ -790,12 +814,40 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
     return "\n".join(lines)
 
 
-def _ceilings(grid: dict[str, Any], sources: Sequence[str]) -> str:
-    """Every ``*ceiling*`` entry of the data summary kept with the rows, flattened."""
+def _ceiling_cell(summary: dict[str, Any] | None, path: str | None,
+                  vals: Sequence[float]) -> str:
+    """A declared ceiling of the data summary and the mean's distance to it, in points."""
+    if not path:
+        return ""
+    c = _lookup(summary, path) if summary is not None else None
+    if c is None:
+        return f"— (no {path})"
+    return f"{100 * c:.2f} (Δ {100 * (statistics.mean(vals) - c):+.2f})"
+
+
+def _data_summary(sources: Sequence[str]) -> dict[str, Any] | None:
+    """The data set's summary kept beside the first rows file that has one."""
     for s in sources:
         p = Path(s)
         p = p / "data_summary.json" if p.is_dir() else p.with_name("data_summary.json")
         if p.is_file():
+            return json.loads(p.read_text(encoding="utf-8"))
+    return None
+
+
+def _lookup(d: Any, dotted: str) -> float | None:
+    for k in dotted.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return float(d) if isinstance(d, (int, float)) and not isinstance(d, bool) else None
+
+
+def _ceilings(grid: dict[str, Any], sources: Sequence[str]) -> str:
+    """Every ``*ceiling*`` entry of the data summary kept with the rows, flattened."""
+    summary = _data_summary(sources)
+    if summary is not None:
+        if True:
             flat: list[str] = []
 
             def walk(d: Any, path: str, inside: bool) -> None:
@@ -806,7 +858,7 @@ def _ceilings(grid: dict[str, Any], sources: Sequence[str]) -> str:
                       and not set(path.split(".")) & {"train", "valid", "val", "dev"}):
                     flat.append(f"{path} {100 * d:.2f}" if d <= 1 else f"{path} {d}")
 
-            walk(json.loads(p.read_text(encoding="utf-8")), "", False)
+            walk(summary, "", False)
             return "; ".join(flat)
     return ""
 
@@ -881,6 +933,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="rows files / result folders: (recipe, seed) already there are skipped")
     r.add_argument("--no-gate", action="store_true",
                    help="do not hold image runs back until the first has filled the cache")
+    r.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep each scored run's checkpoints/ (deleted by default; model/ stays)")
     r.add_argument("--python", default=sys.executable)
     r.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     t = sub.add_parser("table", help="markdown tables from rows (+ posts)")
@@ -931,7 +985,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
         res = run_grid(grid, jobs, a.out, parallel=a.parallel, deadline_s=a.deadline,
                        threads=a.threads, python=a.python, gate=not a.no_gate,
-                       command_line=cmdline)
+                       command_line=cmdline, keep_checkpoints=a.keep_checkpoints)
         return 0 if res["failed"] == 0 else 1
     except GridError as e:
         print(f"claims.py: {e}", file=sys.stderr)

@@ -5,6 +5,8 @@ working tree (64 MiB limit): the embedded encoders as fp16 safetensors, the pure
 packages the machine lacks (seqeval, pytorch-crf), and a copy of the benchmark text files.
 
     python benchmarks/device_bundle.py --data-dir ../shared/data
+    # the photo benchmark's claims grid: the compact picture pool instead of the text files
+    python benchmarks/device_bundle.py --photos-pool POOL_DIR --no-text-data
     # on the GPU machine:
     source device/env.sh && python3 -m mmie train configs/mmib_twitter2015.yaml ...
 """
@@ -20,6 +22,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--out", default="device")
+    ap.add_argument("--no-text-data", action="store_true",
+                    help="leave out the Twitter / MNRE text files (and remove an earlier copy), "
+                         "e.g. to make room for the photo pool")
+    ap.add_argument("--photos-pool", type=Path, default=None, metavar="DIR",
+                    help="copy this compact picture pool of `mmie data photos` to "
+                         "device/photos_pool (the set is built from it on the GPU machine)")
     a = ap.parse_args()
     import torch
     from safetensors.torch import load_file, save_file
@@ -56,10 +64,18 @@ def main() -> None:
         shutil.copytree(p, lib / p.name, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     # text files of the benchmarks (never committed)
-    data = Path(a.data_dir)
-    for name in ("twitter2015", "twitter2017", "mnre"):
-        shutil.copytree(data / name, out / "data" / name, dirs_exist_ok=True)
-    shutil.copy(data / "SHA256SUMS", out / "data" / "SHA256SUMS")
+    if a.no_text_data:
+        shutil.rmtree(out / "data", ignore_errors=True)
+    else:
+        data = Path(a.data_dir)
+        for name in ("twitter2015", "twitter2017", "mnre"):
+            shutil.copytree(data / name, out / "data" / name, dirs_exist_ok=True)
+        shutil.copy(data / "SHA256SUMS", out / "data" / "SHA256SUMS")
+    if a.photos_pool is not None:
+        if not a.photos_pool.is_dir():
+            raise SystemExit(f"device_bundle.py: --photos-pool {a.photos_pool}: not a folder")
+        shutil.rmtree(out / "photos_pool", ignore_errors=True)
+        shutil.copytree(a.photos_pool, out / "photos_pool")
     (out / "env.sh").write_text(
         'export PYTHONPATH="$PWD/src:$PWD/device/pylib:$PYTHONPATH"\n'
         'export MMIE_MINILM_PATH="$PWD/device/minilm"\n'
@@ -69,6 +85,9 @@ def main() -> None:
         'export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1\n')
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {out} ({total / 2**20:.1f} MiB)")
+    if total > 60 * 2**20:
+        print("device_bundle.py: WARNING: over 60 MiB; with the repository the working tree "
+              "that travels must stay under 64 MiB (use --no-text-data, or a smaller pool)")
     del torch
 
 

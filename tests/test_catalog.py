@@ -39,7 +39,8 @@ def test_data_dir_resolution_order(tmp_path, monkeypatch):
 
 
 def test_catalog_entries_are_complete():
-    assert set(DATASETS) == {"twitter2015", "twitter2017", "mnre", "mfiger", "synthetic"}
+    assert set(DATASETS) == {"twitter2015", "twitter2017", "mnre", "mfiger", "synthetic",
+                             "photos_ner", "photos_re", "photos_typing"}
     for name in ("twitter2015", "twitter2017", "mnre"):
         info = DATASETS[name]
         assert set(info.sha256) == set(info.files.values()) == set(info.urls)

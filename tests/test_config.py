@@ -243,7 +243,7 @@ def _leaves(d, prefix=""):
             yield f"{prefix}{k}", v
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(RESOLVED))
 def test_every_recipe_resolves_as_before(name):
     now = dict(_leaves(load_config(REPO / "configs" / name).to_dict()))
     before = dict(_leaves(RESOLVED[name]))
@@ -253,6 +253,16 @@ def test_every_recipe_resolves_as_before(name):
     text = (REPO / "configs" / name).read_text()
     assert {k: now[k] for k in set(now) - set(before) if k.split(".")[-1] not in text} == \
         {k: defaults[k] for k in set(now) - set(before) if k.split(".")[-1] not in text}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_recipe_sets_what_it_writes(name):
+    """Every key a recipe writes (flat model keys included) resolves to the written value."""
+    written = dict(_leaves(yaml.safe_load((REPO / "configs" / name).read_text()) or {}))
+    now = dict(_leaves(load_config(REPO / "configs" / name).to_dict()))
+    got = {k: now.get(k, "<missing>") for k in written}
+    assert got == {k: float(v) if isinstance(got[k], float) else v
+                   for k, v in written.items()}
 
 
 def test_method_options_live_in_their_section_flat_and_nested_alike(tmp_path):

@@ -185,3 +185,19 @@ def test_mg_vmoe_mixed_batch_only_present_pictures_contribute():
         assert changed.terms[k].item() == pytest.approx(out.terms[k].item(), rel=1e-6), k
     present_changed = _train_forward(model, _replace_images(batch, [2]))
     assert present_changed.terms["kl_image"].item() != pytest.approx(out.terms["kl_image"].item())
+
+
+@pytest.mark.parametrize("kind", ["mmib", "fusion", "mg_vmoe"])
+def test_without_pictures_every_parameter_is_still_reached(kind):
+    """With no picture in the batch every trainable parameter still gets a (zero) gradient,
+    so DDP (which requires every parameter used) trains on data without images."""
+    if kind == "mg_vmoe":
+        model, task, text, vision = _model(kind, "model.task=typing", task=_zs_task())
+        batch = _batch(task, text, vision, [False] * 4, phase="train")
+    else:
+        model, task, text, vision = _model(kind)
+        batch = _batch(task, text, vision, [False] * 4)
+    out = _train_forward(model, batch)
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing

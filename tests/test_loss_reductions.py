@@ -119,7 +119,7 @@ def _groups(model, cfg):
     from mmie.training.module import MMIELightningModule
 
     module = MMIELightningModule(model, None, cfg, {})
-    module._trainer = SimpleNamespace(estimated_stepping_batches=10)
+    module._trainer = SimpleNamespace(estimated_stepping_batches=10, precision="32-true")
     opt = module.configure_optimizers()["optimizer"]
     return {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
 

@@ -381,3 +381,21 @@ def test_boxes_file_falls_back_to_the_image_key_when_pixels_differ(tmp_path):
                             [("0" * 64, key, dets, (pic.size[0] + 1, pic.size[1]))])
     with pytest.raises(DataError, match="not in the boxes file"):
         object_features(vision, [(key, pic)], RegionSource(cfg.data, boxes_file=path), 4)
+
+
+@needs_detector
+def test_cli_data_boxes_on_the_synthetic_set(tmp_path, capsys):
+    from mmie.cli import main
+
+    out = tmp_path / "boxes.jsonl"
+    rc = main(["data", "boxes", "unused", "--data", "synthetic", "--out", str(out),
+               "--threads", "1", "--set", "data.synthetic_size=8",
+               "--set", f"cache_dir={tmp_path}"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    header, boxes = read_boxes_file(out)
+    assert summary["pictures"] == len(boxes) == 12         # 8 train + 2 dev + 2 test posts
+    assert header["settings"]["detector"] == "yolov3-tiny+faces"
+    assert summary["boxes"] == sum(len(b) for b in boxes.values())
+    lines = out.read_text().splitlines()[1:]
+    assert all(json.loads(l)["image"].split("/")[0] in ("train", "dev", "test") for l in lines)

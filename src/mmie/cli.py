@@ -22,6 +22,7 @@ from mmie import registry
 from mmie.config import load_config
 from mmie.data.images import resolve_image
 from mmie.data.io import iter_json_objects
+from mmie.data.photos import add_arguments as photos_arguments
 from mmie.data.tokenize import words_to_text
 from mmie.errors import DataError, MMIEError
 
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--n-valid", type=int, help="posts per task in valid (default: n-train / 4)")
     sy.add_argument("--n-test", type=int, help="posts per task in test (default: n-train / 4)")
     sy.add_argument("--image-size", type=int, default=128, help="picture side in pixels")
+    photos_arguments(dsub.add_parser("photos", help="build the real-photo benchmark (photos_ner, "
+                                 "photos_re, photos_typing)", formatter_class=fmt,
+                                 description="Example:\n  mmie data photos data/photos "
+                                 "--size small   (docs/data.md)"))
     bx = dsub.add_parser("boxes", help="run the object/face detector over a data set's "
                          "pictures and write a boxes file (data.boxes_file)",
                          description="Example:\n  mmie data boxes ../shared/data --data "
@@ -101,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
                     "DATA_DIR is the data set's directory")
     bx.add_argument("--out", required=True, help="boxes file to write (JSON lines)")
     bx.add_argument("--image-dir")
+    bx.add_argument("--threads", type=int, default=None,
+                    help="OpenCV threads for the detector (default: OpenCV's choice)")
     bx.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="KEY=VALUE", help="data.detector, data.max_objects, "
                     "data.detector_threshold, ... (must match the training run's)")
@@ -254,6 +261,10 @@ def cmd_data(a: argparse.Namespace) -> int:
                              n_valid=quarter if a.n_valid is None else a.n_valid,
                              n_test=quarter if a.n_test is None else a.n_test,
                              image_size=a.image_size))
+    elif a.data_command == "photos":
+        from mmie.data.photos.build import run_cli
+
+        return run_cli(a)
     elif a.data_command == "boxes":
         from mmie.training.boxes import dataset_boxes
 
@@ -262,9 +273,13 @@ def cmd_data(a: argparse.Namespace) -> int:
             over.append(f"data.data_dir={a.data_dir}")
         if a.image_dir:
             over.append(f"data.image_dir={a.image_dir}")
+        if a.threads:
+            from mmie.encoders.detector import _cv2
+
+            _cv2().setNumThreads(a.threads)
         _print_json(dataset_boxes(load_config(None, over + list(a.overrides)), a.out))
     else:
-        print("usage: mmie data {stats,validate,download,synthetic,boxes} ...",
+        print("usage: mmie data {stats,validate,download,synthetic,photos,boxes} ...",
               file=sys.stderr)
         return 2
     return 0

@@ -229,8 +229,9 @@ class RegionSource:
                     from mmie.encoders.detector import Detection
 
                     rows = json.loads(path.read_text(encoding="utf-8"))
+                    found = [Detection.from_list(r) for r in rows]
                     self.from_cache += 1
-                    return [Detection.from_list(r) for r in rows]
+                    return found
                 except (OSError, ValueError):
                     pass  # damaged entry: detect again and overwrite it
         found = det.detect(image())

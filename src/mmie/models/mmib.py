@@ -79,8 +79,12 @@ class MMIBModel(MMIEModel):
                     terms["align"] = out[0] if isinstance(out, tuple) else out
                 else:
                     terms["align"] = info_nce(t_vec, v_vec)
-            else:  # fewer than two pictures: no pair to align (0, still in the log)
-                terms["align"] = z_t.new_zeros((), dtype=torch.float32)
+            else:  # fewer than two pictures: no pair to align (0, still in the log), kept
+                # connected to the discriminator so DDP sees every parameter used
+                zero = z_t.new_zeros((), dtype=torch.float32)
+                if cfg.mmib.alignment_estimator == "discriminator":
+                    zero = zero + 0.0 * sum(p.sum() for p in self.discriminator.parameters())
+                terms["align"] = zero
         fused = self.fusion(z_t, text_mask, z_v, img_mask)
         if isinstance(fused, tuple):
             fused = fused[0]

@@ -62,6 +62,11 @@ class Task(ABC):
         """The task's instances of each split (default: the examples as read)."""
         return splits
 
+    def sampling_weights(self, examples: list[Example]) -> list[float] | None:
+        """Per-example weights for sampling training batches with replacement; ``None`` (the
+        default): plain shuffling."""
+        return None
+
     @abstractmethod
     def collate(self, examples: list[Example], text_encoder, max_length: int,
                 with_labels: bool = True, phase: str = "test") -> dict[str, Any]:

@@ -10,9 +10,12 @@ Labels, not examples, are split: every instance of a label goes with its label.
 * Entity types (the WikiDiverse-derived set, 12 types in three fixed groups of 4):
   :func:`typing_fold` rotates the groups, fold ``f`` = seen ``G[f]``, val ``G[f+1]``, unseen
   ``G[f+2]`` (mod 3): fold 0 = G1/G2/G3, fold 1 = G2/G3/G1, fold 2 = G3/G1/G2.
-* Twitter NER types (4 types): :func:`leave_one_type_out` trains on 3 types and scores over all
-  4 candidates (generalised zero-shot); the held-out type is both the validation and the test
-  label, its validation *instances* coming from the dataset's dev split.
+* Twitter NER types (4 types): :func:`leave_one_type_out` trains on the other types and scores
+  over all 4 candidates (generalised zero-shot); the held-out type is the test label only.
+  Model selection never sees its labels: by default it uses the dev posts of the seen types;
+  with a ``validation`` type, that type is held out of training as well and validated on
+  (which also lets calibrated stacking choose its constant,
+  :func:`mmie.tasks.zs.choose_calibration`).
 
 Label texts are inputs (the text encoder reads them), loaded from JSON resources shipped in
 ``mmie/resources`` (:func:`load_label_resource`) or a user's file; :func:`label_split` builds
@@ -30,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from mmie.data import catalog
 from mmie.data.paths import synthetic_dir
 from mmie.errors import ConfigError, DataError
 
@@ -62,8 +66,17 @@ class ZeroShotSplit:
         return {"train": self.seen, "val": self.val, "test": self.unseen}[part]
 
     def candidates(self, part: str) -> tuple[str, ...]:
-        """The labels a model scores over for ``part``: the part's own labels, plus the seen
-        labels for val / test when ``generalized`` (no duplicates, order kept)."""
+        """The labels a model scores over for ``part``: the part's own labels; for val / test
+        when ``generalized``, every label (seen, validation and unseen; order kept)."""
+        own = self.labels(part)
+        if part == "train" or not self.generalized:
+            return own
+        return self.all_labels
+
+    def gold_labels(self, part: str) -> tuple[str, ...]:
+        """The gold labels whose instances a part holds: ``labels(part)``; when
+        ``generalized``, also the seen labels for val and test (validation never holds an
+        unseen label)."""
         own = self.labels(part)
         if part == "train" or not self.generalized:
             return own
@@ -139,14 +152,24 @@ def typing_fold(fold: int, groups: Mapping[str, Sequence[str]] | Sequence[Sequen
     return ZeroShotSplit(seq[fold], seq[(fold + 1) % 3], seq[(fold + 2) % 3])
 
 
-def leave_one_type_out(types: Sequence[str], held_out: str) -> ZeroShotSplit:
-    """Generalised zero-shot over a small type set (Twitter's 4 types): train on the others,
-    validate and test on ``held_out`` while scoring over all types."""
+def leave_one_type_out(types: Sequence[str], held_out: str,
+                       validation: str | None = None) -> ZeroShotSplit:
+    """Generalised zero-shot over a small type set (Twitter's 4 types): test on ``held_out``
+    while scoring over all types; its labels are never used before the test.
+
+    ``validation=None``: train on every other type; validation = the dev posts of those seen
+    types (``val`` is empty). ``validation=V``: ``V`` is held out of training too and is the
+    validation label (seen types = the remaining ones).
+    """
     types = tuple(dict.fromkeys(types))
     if held_out not in types:
         raise ConfigError(f"held-out type {held_out!r} is not one of {list(types)}")
-    seen = tuple(t for t in types if t != held_out)
-    return ZeroShotSplit(seen, (held_out,), (held_out,), generalized=True)
+    if validation is not None and (validation not in types or validation == held_out):
+        raise ConfigError(f"validation type {validation!r} must be one of {list(types)} other "
+                          f"than the held-out type {held_out!r}")
+    val = (validation,) if validation is not None else ()
+    seen = tuple(t for t in types if t != held_out and t not in val)
+    return ZeroShotSplit(seen, val, (held_out,), generalized=True)
 
 
 def class_balanced_weights(example_labels: Sequence[str]) -> list[float]:
@@ -267,6 +290,12 @@ TWITTER_TYPES = {
 }
 
 
+def twitter_type_text(label: str, field: str = "name+description") -> str:
+    """The built-in text of a Twitter NER type (``TWITTER_TYPES``) for a label-text field."""
+    name, desc = TWITTER_TYPES.get(label, (label.lower(), label.lower()))
+    return {"name": name, "description": desc}.get(field, f"{name}: {desc}")
+
+
 def relation_name(label: str) -> str:
     """``/per/loc/place_of_residence`` -> ``place of residence`` (a label without a text)."""
     return label.rstrip("/").split("/")[-1].replace("_", " ")
@@ -274,25 +303,30 @@ def relation_name(label: str) -> str:
 
 def default_resource(cfg: "RunConfig", kind: str) -> str:
     """The label-text resource of a run without ``data.label_descriptions``: the generated
-    synthetic set's own file, else the shipped MNRE relations / WikiDiverse types."""
+    synthetic set's own file, the photo benchmark's ``types.json``, else the shipped MNRE
+    relations / WikiDiverse types."""
     if cfg.data.name == "synthetic":
         folder = synthetic_dir(cfg.data.synthetic_size, cfg.cache_dir)
         return str(folder / ("typing/types.json" if kind == "typing" else "re/relations.json"))
+    if kind == "typing" and cfg.data.name == "photos_typing":  # its own label file
+        return str(catalog.data_dir(cfg.data.data_dir) / "photos_typing" / "types.json")
     return "mnre_relations" if kind == "re" else "wikidiverse_types"
 
 
 def label_split(kind: str, cfg: "RunConfig", splits: dict[str, list["Example"]]
                 ) -> tuple[ZeroShotSplit, dict[str, str]]:
     """The label split and label texts of a run (``kind``: ``zs_re`` or ``typing``) over the
-    labels found in every split of the data.
+    labels found in every split of the data; texts are the ``data.label_text`` field.
 
     * ``zs_re``: the MNRE relation folds (``data.zero_shot_seed``), 8/22 of the labels seen
-      and the rest halved into validation and unseen; texts ``"name: description"``.
-    * ``typing`` with ``data.held_out_type``: leave-one-type-out over the data's types.
+      and the rest halved into validation and unseen.
+    * ``typing`` with ``data.held_out_type``: leave-one-type-out over the data's types
+      (``data.validation_type`` held out of training too, for validation).
     * ``typing`` otherwise: fold ``data.zero_shot_fold`` of the three label groups of the
       label resource.
     """
     every = [e for s in ("train", "dev", "test") for e in splits.get(s, [])]
+    field = cfg.data.label_text
     if kind == "zs_re":
         labels = sorted({ex.relation for ex in every} - {NONE_LABEL})
         n = len(labels)
@@ -301,20 +335,25 @@ def label_split(kind: str, cfg: "RunConfig", splits: dict[str, list["Example"]]
         split = split_relations(labels, cfg.data.zero_shot_seed, n_seen=n_seen, n_val=n_val,
                                 n_unseen=n - n_seen - n_val)
         res = load_label_resource(cfg.data.label_descriptions or "mnre_relations")
-        texts = {l: (res.text(l, "name+description") if l in res.labels else relation_name(l))
+        texts = {l: (res.text(l, field) if l in res.labels else relation_name(l))
                  for l in split.all_labels}
         return split, texts
     types = sorted({s.label for ex in every for s in ex.entities})
     if cfg.data.held_out_type:
-        if cfg.data.held_out_type not in types:
-            raise ConfigError(f"data.held_out_type={cfg.data.held_out_type!r} is not one of "
-                              f"the data's types {types}")
-        split = leave_one_type_out(types, cfg.data.held_out_type)
-        texts = {t: "{}: {}".format(*TWITTER_TYPES.get(t, (t.lower(), t.lower())))
-                 for t in types}
-        return split, texts
+        for key, value in (("held_out_type", cfg.data.held_out_type),
+                           ("validation_type", cfg.data.validation_type)):
+            if value is not None and value not in types:
+                raise ConfigError(f"data.{key}={value!r} is not one of the data's types "
+                                  f"{types}")
+        split = leave_one_type_out(types, cfg.data.held_out_type, cfg.data.validation_type)
+        resource = cfg.data.label_descriptions or (
+            default_resource(cfg, "typing") if cfg.data.name == "synthetic" else None)
+        if resource:
+            res = load_label_resource(resource)
+            return split, {t: res.text(t, field) for t in types}
+        return split, {t: twitter_type_text(t, field) for t in types}
     res = load_label_resource(cfg.data.label_descriptions or default_resource(cfg, "typing"))
     if len(res.groups) != 3:
         raise ConfigError(f"{res.path}: entity typing needs three label groups")
     split = typing_fold(cfg.data.zero_shot_fold, res.groups)
-    return split, {l: res.text(l, "name+description") for l in split.all_labels}
+    return split, {l: res.text(l, field) for l in split.all_labels}

@@ -68,6 +68,12 @@ def dataset_boxes(cfg: RunConfig, out: str | Path, *, detector=None,
             rows.append((digest, f"{split}/{ex.image}", found, img.size))
     if bar is not None:
         bar.close()
+    if not rows and missing:
+        from mmie.errors import DataError
+
+        dirs = sorted({str(loader.image_dir) for _, _, loader in todo})
+        raise DataError(f"none of the data set's pictures could be read ({missing} missing or "
+                        f"broken; image folder {', '.join(dirs)}); give --image-dir")
     settings = detector_settings(cfg.data)
     path = write_boxes_file(out, settings, det.identity, rows)
     n = len(rows)

@@ -231,8 +231,14 @@ class ResumableSampler(Sampler[int]):
     """
 
     def __init__(self, n: int, shuffle: bool, seed: int = 0, lengths: list[int] | None = None,
-                 batch_size: int = 1, bucket_batches: int = 0):
+                 batch_size: int = 1, bucket_batches: int = 0,
+                 weights: list[float] | None = None):
         self.n = n
+        if weights is not None and len(weights) != n:
+            raise ValueError(f"weights has {len(weights)} entries for {n} examples")
+        #: with shuffling: an epoch is ``n`` draws with replacement, probability ~ weight
+        #: (class-balanced sampling), still a function of ``(seed, epoch)`` only
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -258,7 +264,11 @@ class ResumableSampler(Sampler[int]):
         if self.shuffle:
             g = torch.Generator()
             g.manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
+            if self.weights is not None:
+                order = torch.multinomial(self.weights, self.n, replacement=True,
+                                          generator=g).tolist()
+            else:
+                order = torch.randperm(self.n, generator=g).tolist()
             if lengths is not None and self.bucket_batches > 0:
                 step = self.batch_size * world
                 window = step * self.bucket_batches
@@ -328,16 +338,19 @@ class ResumableLoader(DataLoader):
 
 def make_loader(dataset: ExampleDataset, collate: Collator, batch_size: int, shuffle: bool,
                 num_workers: int = 0, seed: int = 0, group_by_length: bool = False,
-                bucket_batches: int = 0, pin_memory: bool = False) -> ResumableLoader:
+                bucket_batches: int = 0, pin_memory: bool = False,
+                weights: list[float] | None = None) -> ResumableLoader:
     """A resumable, DDP-aware loader; the shuffle order depends on ``(seed, epoch)`` only.
     ``group_by_length``: evaluation longest-first, and (with ``bucket_batches``) length-bucketed
-    training batches; see :class:`ResumableSampler`. ``num_workers`` > 0 builds batches in
+    training batches; ``weights``: weighted sampling with replacement (class-balanced
+    zero-shot training); see :class:`ResumableSampler`. ``num_workers`` > 0 builds batches in
     persistent worker processes (off the training loop's critical path; their token caches
     survive the epoch); ``pin_memory`` (for a CUDA device) lets the host-to-device copies of
     the batches run asynchronously (Lightning moves batches with ``non_blocking=True``)."""
     lengths = [len(ex.tokens) for ex in dataset.examples] if group_by_length else None
     sampler = ResumableSampler(len(dataset), shuffle, seed, lengths=lengths,
-                               batch_size=batch_size, bucket_batches=bucket_batches)
+                               batch_size=batch_size, bucket_batches=bucket_batches,
+                               weights=weights if shuffle else None)
     extra: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": 4} if num_workers else {}
     return ResumableLoader(dataset, sampler, batch_size=batch_size, collate_fn=collate,
                            num_workers=num_workers, pin_memory=pin_memory, **extra)
@@ -433,9 +446,11 @@ class MMIEDataModule(L.LightningDataModule):
         self._ready = True
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False,
-               group_by_length: bool = True, num_workers: int | None = None) -> ResumableLoader:
+               group_by_length: bool = True, num_workers: int | None = None,
+               weights: list[float] | None = None) -> ResumableLoader:
         """A resumable loader over ``split``'s instances (see :func:`make_loader`;
-        ``num_workers`` defaults to ``trainer.num_workers``)."""
+        ``num_workers`` defaults to ``trainer.num_workers``; ``weights``: weighted sampling
+        with replacement when shuffling)."""
         self.setup()
         split = canonical_split(split)
         tc = self.cfg.trainer
@@ -446,10 +461,15 @@ class MMIEDataModule(L.LightningDataModule):
                            tc.num_workers if num_workers is None else num_workers, self.cfg.seed,
                            group_by_length=group_by_length,
                            bucket_batches=tc.length_bucketing if shuffle else 0,
-                           pin_memory=self.pin_memory)
+                           pin_memory=self.pin_memory, weights=weights)
 
     def train_dataloader(self) -> ResumableLoader:
-        return self.loader("train", self.cfg.trainer.batch_size, shuffle=True)
+        """Shuffled training batches; the task's sampling weights (class-balanced over the
+        seen labels for zero-shot tasks) unless ``data.class_balanced=false``."""
+        self.setup()
+        weights = (self.task.sampling_weights(self.examples["train"])
+                   if self.cfg.data.class_balanced is not False else None)
+        return self.loader("train", self.cfg.trainer.batch_size, shuffle=True, weights=weights)
 
     def val_dataloader(self) -> ResumableLoader:
         return self.loader("dev", self.cfg.trainer.eval_batch_size)

@@ -253,9 +253,18 @@ def train(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     best_epoch = _best_epoch(out / "metrics.jsonl", monitor)
 
     trainer.validate(module, datamodule=data, verbose=False)
+    calibration = None
+    if cfg.model.mg_vmoe.calibrated_stacking:  # the constant is chosen on validation, applied
+        calibration = task.calibrate(module.last_eval["examples"],
+                                     module.last_eval["predictions"])
+        trainer.validate(module, datamodule=data, verbose=False)
     dev_eval = eval_payload(module, cfg, "dev", task)
+    if calibration is not None:
+        dev_eval["calibration"] = calibration
     trainer.test(module, datamodule=data, verbose=False)
     test_eval = eval_payload(module, cfg, "test", task)
+    if calibration is not None:
+        test_eval["calibration_gamma"] = calibration["gamma"]
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
         ev = module.last_eval
