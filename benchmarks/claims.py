@@ -55,7 +55,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -482,8 +482,8 @@ def run_grid(grid: dict[str, Any], jobs: list[Job], out: Path, *, parallel: int,
              command_line: str = "", keep_checkpoints: bool = False) -> dict[str, Any]:
     """Build the data, run the jobs ``parallel`` at a time (seed by seed, longest estimate
     first within a seed; a job using images waits until the first job of the same data and
-    encoder has filled the feature cache), stop launching when a job's estimate no longer fits before the deadline and kill
-    what still runs at it. A scored run's ``checkpoints/`` are deleted unless
+    encoder has filled the feature cache), start nothing whose estimate no longer fits before
+    the deadline and kill what still runs at it. A scored run's ``checkpoints/`` are deleted unless
     ``keep_checkpoints`` (its ``model/`` stays). Returns counts."""
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -571,7 +571,10 @@ def run_grid(grid: dict[str, Any], jobs: list[Job], out: Path, *, parallel: int,
                     finished(job, proc, t0)
             if now > deadline_s:
                 for job, proc, _ in running.values():
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                     proc.wait()
                     n_cut += 1
                     log(f"CUT {job.name} seed {job.seed} at the deadline")
@@ -592,7 +595,8 @@ def run_grid(grid: dict[str, Any], jobs: list[Job], out: Path, *, parallel: int,
                 if job.cache_key and job.cache_key not in first_of:
                     first_of[job.cache_key] = job
                 job.run_dir.mkdir(parents=True, exist_ok=True)
-                for stale in ("summary.json", "predictions_test.jsonl"):
+                for stale in ("summary.json", "predictions_test.jsonl", "steps.jsonl",
+                              "metrics.jsonl"):  # an earlier run's files mean nothing now
                     (job.run_dir / stale).unlink(missing_ok=True)
                 logfile = open(job.run_dir / "train.log", "w", encoding="utf-8")
                 proc = subprocess.Popen(job.command(python), cwd=REPO, env=env,
@@ -799,9 +803,10 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
                 else:
                     err = "no paired runs"
                 if r is None:
-                    lines.append(f"| {c.get('claim', '')} | {c['a']} | {c['b']} | "
-                                 f"{METRIC_NAMES.get(c.get('metric'), '')} | {sub} | — | — | — | "
-                                 f"{'' if tgt is None else tgt} | {err} | | |")
+                    metric = METRIC_NAMES.get(c.get("metric"), "")
+                    lines.append(f"| {c.get('claim', '')} | {c['a']} | {c['b']} | {metric} | "
+                                 f"{sub} | — | — | — | {'' if tgt is None else tgt} | {err} "
+                                 "| | |")
                     continue
                 lines.append(
                     f"| {c.get('claim', '')} | {c['a']} | {c['b']} | {METRIC_NAMES[r['metric']]} "
@@ -889,7 +894,7 @@ def synthetic_data(root: Path, size: int) -> Path:
 
     d = synthetic_dir(size, root)
     for task in ("ner", "re", "typing"):
-        cfg = load_config(None, [f"data.name=synthetic", f"model.task={task}",
+        cfg = load_config(None, ["data.name=synthetic", f"model.task={task}",
                                  f"data.synthetic_size={size}", f"cache_dir={root}"]
                           + (["model.type=label_sim"] if task == "typing" else []))
         for split in ("train", "dev", "test"):

@@ -21,7 +21,8 @@ approx = pytest.approx
 
 # three posts of a folder data set; gold / predicted tags and their subsets
 POSTS = [("Jordan flew home", "B-PER O O", "B-LOC O O", ["picture_decides"]),
-         ("Apple and Orange", "B-ORG O B-ORG", "B-ORG O B-ORG", ["two_mentions", "picture_decides"]),
+         ("Apple and Orange", "B-ORG O B-ORG", "B-ORG O B-ORG",
+          ["two_mentions", "picture_decides"]),
          ("Lincoln", "B-LOC", "O", ["noisy_picture"])]
 
 

@@ -108,6 +108,12 @@ def test_collator_with_token_cache_gives_the_same_batches(combo):
             warnings.simplefilter("ignore")
             _same_batch(plain(chunk), cached(chunk))
     assert cached.text_encoder.hits >= 8
+    if combo[1] == "ner":  # gold tags: the label ids of each post, then 0 (built from lists)
+        b = cached(items[:8])
+        for i, (_, ex, _) in enumerate(items[:8]):
+            ids = [t.label_id(g, example=ex) for g in t.gold_tags(ex)]
+            assert b["tags"][i].tolist() == ids + [0] * (b["tags"].shape[1] - len(ids))
+        assert any(x != 0 for row in b["tags"].tolist() for x in row)
 
 
 def test_loader_with_workers_gives_the_same_batches(text_ner):

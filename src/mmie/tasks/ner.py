@@ -49,11 +49,11 @@ class NERTask(Task):
                  "word_index": enc.word_index, "word_mask": enc.word_mask}
         if with_labels:
             W = enc.word_index.shape[1]
-            tags = torch.zeros(len(examples), W, dtype=torch.long)
-            for i, ex in enumerate(examples):
+            rows = []  # padded lists, one tensor at the end (not one per post)
+            for ex in examples:
                 ids = [self.label_id(t, example=ex) for t in self.gold_tags(ex)][:W]
-                tags[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-            batch["tags"] = tags
+                rows.append(ids + [0] * (W - len(ids)))
+            batch["tags"] = torch.tensor(rows, dtype=torch.long).view(len(examples), W)
         return batch
 
     def decode(self, examples, outputs):

@@ -15,10 +15,11 @@ checks), so a model must recognise categories, not memorise files.
 from __future__ import annotations
 
 import io
+import math
 from typing import Sequence
-
-import numpy as np
 from PIL import Image, ImageEnhance
+
+from mmie.data.photos.rand import StableRng
 
 __all__ = ["SIZE", "augment_panel", "compose", "encode"]
 
@@ -28,19 +29,19 @@ GREY_P = 0.25
 LOWRES_P = 0.2
 
 
-def _crop(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+def _crop(img: Image.Image, rng: StableRng) -> Image.Image:
     w, h = img.size
     area = rng.uniform(0.72, 1.0)
-    aspect = float(np.exp(rng.uniform(np.log(0.85), np.log(1.18))))
-    cw = min(w, max(4, round(w * np.sqrt(area * aspect))))
-    ch = min(h, max(4, round(h * np.sqrt(area / aspect))))
+    aspect = math.exp(rng.uniform(math.log(0.85), math.log(1.18)))
+    cw = min(w, max(4, round(w * math.sqrt(area * aspect))))
+    ch = min(h, max(4, round(h * math.sqrt(area / aspect))))
     x = int(rng.integers(0, w - cw + 1))
     y = int(rng.integers(0, h - ch + 1))
     return img.crop((x, y, x + cw, y + ch))
 
 
 def augment_panel(img: Image.Image, box: tuple[int, int],
-                  rng: np.random.Generator) -> Image.Image:
+                  rng: StableRng) -> Image.Image:
     """A random crop of ``img`` fitted into a ``box`` (w, h) panel, colour-jittered."""
     pic = _crop(img, rng)
     bw, bh = box
@@ -68,7 +69,7 @@ def augment_panel(img: Image.Image, box: tuple[int, int],
     return panel
 
 
-def compose(images: Sequence[Image.Image], rng: np.random.Generator,
+def compose(images: Sequence[Image.Image], rng: StableRng,
             size: int = SIZE) -> Image.Image:
     """One picture (full canvas) or a collage of k pictures in k vertical strips, left to
     right in the given order."""
@@ -83,7 +84,7 @@ def compose(images: Sequence[Image.Image], rng: np.random.Generator,
     return canvas
 
 
-def encode(img: Image.Image, rng: np.random.Generator) -> bytes:
+def encode(img: Image.Image, rng: StableRng) -> bytes:
     """JPEG bytes at a random quality in [60, 95]."""
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=int(rng.integers(60, 96)))

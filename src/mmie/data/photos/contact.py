@@ -27,7 +27,6 @@ def contact_sheet(out_dir: str | Path, png: str | Path, *, per_category: int = 6
     from mmie.data.photos.text import CATEGORIES, TYPING_TYPES
 
     out = Path(out_dir)
-    man = json.loads((out / "MANIFEST.json").read_text("utf-8"))["pictures"]
     typing = catalog.load_split("photos_typing", split, data_dir=out).examples
     by_cat: dict[str, list[str]] = {t["name"]: [] for t in TYPING_TYPES}
     for ex in typing:
