@@ -317,6 +317,7 @@ def test_registry_is_what_validation_accepts():
 def test_registry_targets_exist_and_agree_with_the_classes():
     for spec in registry.MODEL_TYPES.values():
         assert registry.model_class(spec.name).uses_image is spec.uses_image
+        assert spec.options is None or spec.options in MODEL_SECTIONS
     for name, spec in registry.TASK_TYPES.items():
         assert registry.task_class(name).zero_shot is spec.zero_shot
 
@@ -330,3 +331,5 @@ def test_cli_train_help_lists_the_registry(capsys):
     assert [(r[0], r[1]) for r in rows] == [(m.name, "/".join(m.tasks))
                                             for m in registry.MODEL_TYPES.values()]
     assert [r[0] for r in rows] == ["text", "fusion", "mmib", "mg_vmoe", "label_sim"]
+    assert [r[-1] for r in rows if r[-1].endswith(".*]")] == ["model.mmib.*]", "model.mg_vmoe.*]",
+                                                               "model.mg_vmoe.*]"]

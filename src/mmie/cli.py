@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     t = add("train", "train a model from a YAML recipe (configs/) with overrides")
     t.epilog = "model types (model.type, the model.task values each trains on):\n" + "\n".join(
         f"  {m.name:<10} {'/'.join(m.tasks):<10} {m.summary}"
+        + (f" [options: model.{m.options}.*]" if m.options else "")
         for m in registry.MODEL_TYPES.values())
     t.add_argument("config", nargs="?", help="YAML recipe; defaults apply when omitted")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
