@@ -168,7 +168,8 @@ def load_grid(path: str | Path, out: Path, cli_vars: Sequence[str] = ()) -> dict
 def expand_jobs(grid: dict[str, Any], runs_dir: Path, only: Sequence[str] = (),
                 seeds: Sequence[int] | None = None, extra: Sequence[str] = ()) -> list[Job]:
     """Jobs (run x seed) of the grid, configs resolved (so a bad key fails here, naming it)."""
-    from mmie.config import ZERO_SHOT_TYPES, load_config
+    from mmie.config import load_config
+    from mmie.registry import zero_shot_types
     from mmie.training.train import model_uses_image
 
     if only:
@@ -192,7 +193,7 @@ def expand_jobs(grid: dict[str, Any], runs_dir: Path, only: Sequence[str] = (),
                                   else r["config"], ovs)
             except Exception as e:  # ConfigError names the key and its closest valid ones
                 raise GridError(f"{grid['path']}: run {r['name']} (seed {seed}): {e}") from None
-            zs = cfg.model.type in ZERO_SHOT_TYPES
+            zs = cfg.model.type in zero_shot_types()
             kind = "zs" if zs else cfg.model.task
             if kind not in KIND_METRICS:
                 raise GridError(f"run {r['name']}: task {cfg.model.task!r} is not scored here")

@@ -33,11 +33,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from mmie.config import load_config
     from mmie.training.data import Collator, load_examples
-    from mmie.training.train import build_encoders, make_task
+    from mmie.registry import new_task
+    from mmie.training.train import build_encoders
 
     cfg = load_config(None, [f"data.name={a.data}", "model.type=text", "model.task=ner"])
     train = load_examples(cfg, "train")[:a.posts]
-    task = make_task(cfg, train, {"train": train})
+    task = new_task(cfg, {"train": train})
     text, _ = build_encoders(cfg, False)
     collate = Collator(task, text, cfg.data.max_length, None, phase="train",
                        cache_tokens=a.token_cache)

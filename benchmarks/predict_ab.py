@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     from mmie.config import load_config
     from mmie.models.factory import build_model
     from mmie.training.data import Collator, compute_image_features, load_examples
-    from mmie.training.train import build_encoders, make_task, model_uses_image
+    from mmie.registry import new_task
+    from mmie.training.train import build_encoders, model_uses_image
 
     cfg_file = {"text": "text_synthetic_ner", "mmib": "mmib_synthetic_ner",
                 "mg_vmoe": "mg_vmoe_synthetic_typing"}[a.model]
@@ -53,9 +54,8 @@ def main(argv=None) -> int:
                       [f"data.synthetic_size={a.synthetic_size}"])
     torch.manual_seed(0)
     splits = {s: load_examples(cfg, s) for s in ("train", "dev", "test")}
-    task = make_task(cfg, splits["train"], splits)
-    if hasattr(task, "filter_splits"):
-        splits = task.filter_splits(splits)
+    task = new_task(cfg, splits)
+    splits = task.filter_splits(splits)
     text, vision = build_encoders(cfg, model_uses_image(cfg))
     feats, rows = None, None
     if model_uses_image(cfg):

@@ -30,7 +30,8 @@ def _device_name() -> str:
 def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[str],
              run_root: Path, zero_shot_folds: bool = False,
              held_out: list[str] | None = None, recipe_suffix: str = "") -> list[dict[str, Any]]:
-    from mmie.config import ZERO_SHOT_TYPES, load_config
+    from mmie.config import load_config
+    from mmie.registry import zero_shot_types
     from mmie.training.train import model_uses_image, train
 
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def run_grid(configs: list[str], seeds: list[int], out: Path, overrides: list[st
                "examples": summary.get("report", {}).get("examples_used"),
                "zero_shot": ({"seed": cfg.data.zero_shot_seed, "fold": cfg.data.zero_shot_fold,
                               "held_out": cfg.data.held_out_type}
-                             if cfg.model.type in ZERO_SHOT_TYPES else None),
+                             if cfg.model.type in zero_shot_types() else None),
                "model_overrides": {k: v for k, v in cfg.model.__dict__.items()
                                    if k in ("num_experts", "vat", "gating")}}
         rows.append(row)
@@ -73,12 +74,13 @@ def row_from_run_dir(run_dir: Path, recipe: str, overrides: list[str]) -> dict[s
     """A runs.jsonl row rebuilt from a finished run directory (``summary.json`` +
     ``config.yaml``): for runs whose quality.py output was lost (e.g. a device session cut
     short); ``wall_seconds`` is the run's own ``total_seconds``."""
-    from mmie.config import ZERO_SHOT_TYPES, load_config
+    from mmie.config import load_config
+    from mmie.registry import zero_shot_types
     from mmie.training.train import model_uses_image
 
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     cfg = load_config(run_dir / "config.yaml")
-    zs = cfg.model.type in ZERO_SHOT_TYPES
+    zs = cfg.model.type in zero_shot_types()
     return {"recipe": recipe, "config": None, "seed": cfg.seed, "data": cfg.data.name,
             "task": cfg.model.task, "model": cfg.model.type,
             "text_encoder": cfg.model.text_encoder,
@@ -92,8 +94,9 @@ def row_from_run_dir(run_dir: Path, recipe: str, overrides: list[str]) -> dict[s
             "examples": summary.get("report", {}).get("examples_used"),
             "zero_shot": ({"seed": cfg.data.zero_shot_seed, "fold": cfg.data.zero_shot_fold,
                            "held_out": cfg.data.held_out_type} if zs else None),
-            "model_overrides": {"num_experts": cfg.model.num_experts, "vat": cfg.model.vat,
-                                "gating": cfg.model.gating} if zs else {},
+            "model_overrides": {"num_experts": cfg.model.mg_vmoe.num_experts,
+                                "vat": cfg.model.mg_vmoe.vat,
+                                "gating": cfg.model.mg_vmoe.gating} if zs else {},
             "from_run_dir": str(run_dir)}
 
 

@@ -204,15 +204,15 @@ class Setup:
         from mmie.config import load_config
         from mmie.models.factory import build_model
         from mmie.training.data import image_dir_for, load_examples
-        from mmie.training.train import build_encoders, make_task, model_uses_image
+        from mmie.registry import new_task
+        from mmie.training.train import build_encoders, model_uses_image
 
         torch.manual_seed(seed)
         self.name = name
         self.cfg = load_config(CONFIGS[name], [f"data.synthetic_size={synthetic_size}"])
         splits = {s: load_examples(self.cfg, s) for s in ("train", "dev", "test")}
-        self.task = make_task(self.cfg, splits["train"], splits)
-        if hasattr(self.task, "filter_splits"):
-            splits = self.task.filter_splits(splits)
+        self.task = new_task(self.cfg, splits)
+        splits = self.task.filter_splits(splits)
         # only the posts the benchmark uses (their pictures are all that is encoded / cached)
         self.splits = {s: v[:keep[s]] if keep else v for s, v in splits.items()}
         self.uses_image = model_uses_image(self.cfg)

@@ -13,7 +13,7 @@ from mmie.metrics import entity_scores, relation_scores
 from mmie.metrics.bootstrap import (accuracy_post_stats, align_runs, bootstrap_runs,
                                     label_post_stats, macro_f1, micro_f1, ner_post_counts,
                                     paired_bootstrap, re_post_counts, resample_weights)
-from mmie.tasks.zeroshot import zero_shot_metrics
+from mmie.metrics.zeroshot import zero_shot_metrics
 
 approx = pytest.approx
 

@@ -3,11 +3,17 @@ and the ``mmie train`` shorthands."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 
 import mmie.cli
-from mmie.config import RunConfig, config_from_dict, load_config, parse_override
+from mmie import registry
+from mmie.config import (MODEL_SECTIONS, MMIBConfig, MGVMoEConfig, ModelConfig, RunConfig,
+                         config_from_dict, load_config, parse_override)
 from mmie.errors import ConfigError
 
 
@@ -212,11 +218,118 @@ def test_precision_auto_resolves_per_machine(monkeypatch):
 def test_yaml_off_is_a_string_not_a_boolean(tmp_path):
     """YAML 1.1 reads off/no as False; mmie configs use YAML 1.2 booleans (true/false only)."""
     cfg = load_config(None, ["model.type=mg_vmoe", "model.task=re", "model.vat=off"])
-    assert cfg.model.vat == "off"
+    assert cfg.model.mg_vmoe.vat == "off"
     p = tmp_path / "c.yaml"
     p.write_text("model:\n  type: mg_vmoe\n  task: typing\n  vat: off\n  refinement: false\n")
     cfg = load_config(p)
-    assert cfg.model.vat == "off" and cfg.model.refinement is False
-    assert load_config(None, ["model.alignment=False"]).model.alignment is False
+    assert cfg.model.mg_vmoe.vat == "off" and cfg.model.mmib.refinement is False
+    assert load_config(None, ["model.alignment=False"]).model.mmib.alignment is False
     with pytest.raises(ConfigError, match="model.refinement' expects bool"):
         load_config(None, ["model.refinement=no"])
+
+
+# --- per-method sections, resolution of the shipped recipes ----------------------------------
+REPO = Path(__file__).resolve().parents[1]
+#: ``load_config(p).to_dict()`` of every recipe, captured before the per-method sections
+#: existed (the flat ModelConfig): the recipes must resolve to exactly these values
+RESOLVED = json.loads((REPO / "tests" / "fixtures" / "config_resolution.json").read_text())
+
+
+def _leaves(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@pytest.mark.parametrize("name", sorted(RESOLVED))
+def test_every_recipe_resolves_as_before(name):
+    now = dict(_leaves(load_config(REPO / "configs" / name).to_dict()))
+    before = dict(_leaves(RESOLVED[name]))
+    assert {k: now.get(k, "<missing>") for k in before} == before
+    # keys added since the capture hold their defaults in a recipe that does not set them
+    defaults = dict(_leaves(RunConfig().to_dict()))
+    text = (REPO / "configs" / name).read_text()
+    assert {k: now[k] for k in set(now) - set(before) if k.split(".")[-1] not in text} == \
+        {k: defaults[k] for k in set(now) - set(before) if k.split(".")[-1] not in text}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_recipe_sets_what_it_writes(name):
+    """Every key a recipe writes (flat model keys included) resolves to the written value."""
+    written = dict(_leaves(yaml.safe_load((REPO / "configs" / name).read_text()) or {}))
+    now = dict(_leaves(load_config(REPO / "configs" / name).to_dict()))
+    got = {k: now.get(k, "<missing>") for k in written}
+    assert got == {k: float(v) if isinstance(got[k], float) else v
+                   for k, v in written.items()}
+
+
+def test_method_options_live_in_their_section_flat_and_nested_alike(tmp_path):
+    flat = load_config(None, ["model.refinement=false", "model.beta_align=0.5",
+                              "model.num_experts=4", "model.vat=power"])
+    nested = load_config(None, ["model.mmib.refinement=false", "model.mmib.beta_align=0.5",
+                                "model.mg_vmoe.num_experts=4", "model.mg_vmoe.vat=power"])
+    for cfg in (flat, nested):
+        assert cfg.model.mmib == MMIBConfig(refinement=False, beta_align=0.5)
+        assert cfg.model.mg_vmoe == MGVMoEConfig(num_experts=4, vat="power")
+    # written flat, as before: a saved config reloads to the same sections
+    d = flat.to_dict()["model"]
+    assert d["refinement"] is False and d["num_experts"] == 4 and "mmib" not in d
+    assert config_from_dict(flat.to_dict()).model == flat.model
+    flat.save(tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml").model == flat.model
+
+
+def test_section_keys_are_unique_and_cannot_shadow_shared_keys():
+    shared = {f.name for f in dataclasses.fields(ModelConfig)}
+    seen: set[str] = set()
+    for section in MODEL_SECTIONS:
+        names = {f.name for f in dataclasses.fields(getattr(ModelConfig(), section))}
+        assert not names & shared and not names & seen
+        seen |= names
+
+
+def test_unknown_method_key_suggests_flat_and_nested_names():
+    with pytest.raises(ConfigError, match=r"model\.num_expert\b.*'num_experts'"):
+        load_config(None, ["model.num_expert=4"])
+    with pytest.raises(ConfigError, match=r"model\.mmib\.refinment.*'refinement'"):
+        load_config(None, ["model.mmib.refinment=false"])
+
+
+def test_registry_is_what_validation_accepts():
+    for name, spec in registry.MODEL_TYPES.items():
+        for task in registry.CONFIG_TASKS:
+            args = [f"model.type={name}", f"model.task={task}"]
+            if task in spec.tasks:
+                assert load_config(None, args).model.type == name
+            else:
+                with pytest.raises(ConfigError, match=f"model.t(ype|ask)={name if spec.zero_shot else task}"):
+                    load_config(None, args)
+    with pytest.raises(ConfigError, match="model.type='gpt' is not one of text, fusion, mmib, "
+                                          "mg_vmoe, label_sim"):
+        load_config(None, ["model.type=gpt"])
+    assert registry.task_name("mg_vmoe", "re") == "zs_re"
+    assert registry.task_name("mmib", "re") == "re"
+    assert registry.zero_shot_types() == ("mg_vmoe", "label_sim")
+
+
+def test_registry_targets_exist_and_agree_with_the_classes():
+    for spec in registry.MODEL_TYPES.values():
+        assert registry.model_class(spec.name).uses_image is spec.uses_image
+        assert spec.options is None or spec.options in MODEL_SECTIONS
+    for name, spec in registry.TASK_TYPES.items():
+        assert registry.task_class(name).zero_shot is spec.zero_shot
+
+
+def test_cli_train_help_lists_the_registry(capsys):
+    with pytest.raises(SystemExit):
+        mmie.cli.main(["train", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [l.split() for l in lines[lines.index("model types (model.type, the model.task values "
+                                                 "each trains on):") + 1:] if l.strip()]
+    assert [(r[0], r[1]) for r in rows] == [(m.name, "/".join(m.tasks))
+                                            for m in registry.MODEL_TYPES.values()]
+    assert [r[0] for r in rows] == ["text", "fusion", "mmib", "mg_vmoe", "label_sim"]
+    assert [r[-1] for r in rows if r[-1].endswith(".*]")] == ["model.mmib.*]", "model.mg_vmoe.*]",
+                                                               "model.mg_vmoe.*]"]

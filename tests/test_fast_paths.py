@@ -22,13 +22,13 @@ BASE = ["data.name=synthetic", "data.synthetic_size=60", "data.max_length=48",
 def _setup(model_type: str, task: str, *extra: str):
     from mmie.models.factory import build_model
     from mmie.training.data import load_examples
-    from mmie.training.train import build_encoders, make_task, model_uses_image
+    from mmie.registry import new_task
+    from mmie.training.train import build_encoders, model_uses_image
 
     cfg = load_config(None, [*BASE, f"model.type={model_type}", f"model.task={task}", *extra])
     splits = {s: load_examples(cfg, s) for s in ("train", "dev", "test")}
-    t = make_task(cfg, splits["train"], splits)
-    if hasattr(t, "filter_splits"):
-        splits = t.filter_splits(splits)
+    t = new_task(cfg, splits)
+    splits = t.filter_splits(splits)
     torch.manual_seed(0)
     text, vision = build_encoders(cfg, model_uses_image(cfg))
     return cfg, t, splits, text, vision, build_model(cfg.model, t, text, vision)

@@ -148,7 +148,7 @@ def test_fusion_output_independent_of_absent_pictures(fusion):
 
 
 def _zs_task():
-    from mmie.tasks.zeroshot import ZeroShotSplit
+    from mmie.tasks.zs_labels import ZeroShotSplit
     from mmie.tasks.zs import ZeroShotTask
 
     split = ZeroShotSplit(("PER", "LOC", "ORG"), ("MISC",), ("MISC",), generalized=True)

@@ -1,4 +1,4 @@
-"""Metrics (NER via seqeval, spans, MNRE relations) and label maps, against hand counts."""
+"""Metrics (NER via seqeval, spans, MNRE relations) and label vocabularies, against hand counts."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from mmie.data.schema import Span
+from mmie.data.schema import Example, Span
 from mmie.errors import DataError
 from mmie.metrics import entity_scores, relation_scores, span_scores
-from mmie.tasks.labels import LabelMap, bio_label_map
+from mmie.tasks.ner import NERTask, bio_labels
 
 approx = pytest.approx
 
@@ -193,41 +193,17 @@ def test_relation_scores_all_none_and_errors():
 
 
 # --- labels -----------------------------------------------------------------------------------
-def test_bio_label_map_order_and_lookup():
-    m = bio_label_map(["PER", "LOC", "PER", "ORG"])
-    assert m.labels == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
-    assert m.id("O") == 0 and m.id("I-ORG") == 4 and m.label(5) == "B-PER"
-    assert m.encode(["B-PER", "O"]) == [5, 0] and m.decode([1, 2]) == ["B-LOC", "I-LOC"]
-    assert len(m) == 7 and "I-PER" in m and "B-MISC" not in m
+def test_bio_labels_order_and_lookup():
+    task = NERTask(bio_labels(["PER", "LOC", "PER", "ORG"]))
+    assert task.labels == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert task.label_id("O") == 0 and task.label_id("I-ORG") == 4
+    assert task.types == ["LOC", "ORG", "PER"]
+    assert NERTask.from_dict(json.loads(json.dumps(task.to_dict()))).labels == task.labels
 
 
-def test_label_map_round_trips(tmp_path):
-    m = bio_label_map(["PER", "LOC"])
-    assert LabelMap.from_dict(json.loads(json.dumps(m.to_dict()))) == m
-    path = tmp_path / "labels.json"
-    m.save(path)
-    assert json.loads(path.read_text(encoding="utf-8")) == {"labels": m.labels}
-    assert LabelMap.load(path) == m
-    u = LabelMap(["None", "père de", "époux"])
-    u.save(path)
-    assert LabelMap.load(path).labels == ["None", "père de", "époux"]
-
-
-def test_label_map_errors(tmp_path):
-    m = bio_label_map(["PER", "LOC"])
-    with pytest.raises(DataError, match=r"unknown label 'B-MISC'; known labels: O, B-LOC, "
-                                        r"I-LOC, B-PER, I-PER"):
-        m.id("B-MISC")
-    with pytest.raises(DataError, match=r"label id 5 out of range: there are 5 labels"):
-        m.label(5)
-    with pytest.raises(DataError, match=r"duplicate labels: \['A'\]"):
-        LabelMap(["A", "B", "A"])
-    with pytest.raises(DataError, match="non-empty"):
-        bio_label_map(["PER", ""])
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"labels": ["O",\n  ]}', encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad\.json, line 2: invalid JSON"):
-        LabelMap.load(bad)
-    bad.write_text('{"names": []}', encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad\.json, field 'labels'"):
-        LabelMap.load(bad)
+def test_unknown_label_names_the_example_and_the_known_labels():
+    task = NERTask(bio_labels(["PER", "LOC"]))
+    ex = Example(id="post-7", tokens=["Paris"], entities=[Span(0, 1, "MISC")])
+    with pytest.raises(DataError, match=r"unknown label 'B-MISC' in example 'post-7'; the model "
+                                        r"knows: O, B-LOC, I-LOC, B-PER, I-PER"):
+        task.label_id("B-MISC", example=ex)

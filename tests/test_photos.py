@@ -125,7 +125,7 @@ def test_re_pictures_decide_neutral_relations_and_mislead_cued_ones(tiny) -> Non
 
 
 def test_typing_picture_is_of_the_label_and_types_rotate_in_three_groups(tiny) -> None:
-    from mmie.tasks.zeroshot import load_label_resource, typing_fold
+    from mmie.tasks.zs_labels import load_label_resource, typing_fold
 
     out, _ = tiny
     pics = _manifest(out)["pictures"]

@@ -34,22 +34,14 @@ FAKE_TYPES = {"Alice": "PER", "Bob": "PER", "Paris": "LOC", "Rome": "LOC", "Acme
 
 
 @pytest.fixture(scope="session")
-def models(tmp_path_factory):
-    """Tiny NER and RE models trained on the synthetic set (about 25 s on 2 cores)."""
-    from mmie.config import load_config
-    from mmie.training.train import train
-
-    root = tmp_path_factory.mktemp("pipe")
-    out = {}
-    for task, extra in (("ner", ["trainer.max_epochs=8", "trainer.lr=3e-3"]),
-                        ("re", ["trainer.max_epochs=2"])):
-        over = [f"{k}={v}" for k, v in TINY.items()] + extra + [
-            f"model.task={task}", f"output_dir={root / task}", f"cache_dir={root / 'cache'}"]
-        summary = train(load_config(None, over))
-        out[task] = Path(summary["model_dir"])
-    out["root"] = root
-    out["ner_run"] = root / "ner"
-    return out
+def models(tiny_runs):
+    """Tiny NER and RE models trained on the whole tiny synthetic set (session runs)."""
+    full = ["model.type=mmib", "data.limit_train=null", "trainer.patience=5"]
+    ner = tiny_runs.get("pipe_ner", *full, "model.task=ner", "trainer.max_epochs=8",
+                        "trainer.lr=3e-3")
+    re_ = tiny_runs.get("pipe_re", *full, "model.task=re", "trainer.max_epochs=2")
+    return {"ner": ner.out / "model", "re": re_.out / "model", "root": tiny_runs.root,
+            "ner_run": ner.out}
 
 
 @pytest.fixture(scope="session")
@@ -347,7 +339,7 @@ def zs_pipe(pipe, monkeypatch):
     from mmie.config import load_config
     from mmie.inference.predictor import Predictor
     from mmie.models.factory import build_model
-    from mmie.tasks.zeroshot import ZeroShotSplit
+    from mmie.tasks.zs_labels import ZeroShotSplit
     from mmie.tasks.zs import ZeroShotTask
     from mmie.training.train import build_encoders
 

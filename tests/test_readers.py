@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,17 @@ from helpers import data_root
 FIX = Path(__file__).parent / "fixtures"
 
 
-@lru_cache(maxsize=None)
-def _read(kind: str, rel: str) -> ReadResult:
-    p = data_root() / rel
-    return read_conll(p) if kind == "conll" else read_mnre(p)
+@pytest.fixture(scope="module")
+def real():
+    """``real(kind, rel)``: a real data file read once for this module."""
+    cache: dict[tuple[str, str], ReadResult] = {}
+
+    def read(kind: str, rel: str) -> ReadResult:
+        if (kind, rel) not in cache:
+            p = data_root() / rel
+            cache[kind, rel] = read_conll(p) if kind == "conll" else read_mnre(p)
+        return cache[kind, rel]
+    return read
 
 
 # --------------------------------------------------------------------------------------------
@@ -42,8 +48,8 @@ TWITTER = [
 
 @pytest.mark.data
 @pytest.mark.parametrize("name,split,posts,b_only,conll,i_opened", TWITTER)
-def test_twitter_counts(name, split, posts, b_only, conll, i_opened):
-    res = _read("conll", f"{name}/{split}.txt")
+def test_twitter_counts(name, split, posts, b_only, conll, i_opened, real):
+    res = real("conll", f"{name}/{split}.txt")
     assert len(res.examples) == posts == res.stats["posts"]
     assert res.stats["entities"] == conll == sum(len(e.entities) for e in res.examples)
     assert res.stats["entities_b_only"] == b_only
@@ -60,8 +66,8 @@ def test_twitter_counts(name, split, posts, b_only, conll, i_opened):
 
 
 @pytest.mark.data
-def test_twitter2015_first_post_real_lines():
-    ex = _read("conll", "twitter2015/train.txt").examples[0]
+def test_twitter2015_first_post_real_lines(real):
+    ex = real("conll", "twitter2015/train.txt").examples[0]
     assert ex.id == "1015799" and ex.image == "1015799.jpg"
     assert ex.tokens[:4] == ["RT", "@JayKenMinaj", "_", ":"] and len(ex.tokens) == 22
     assert ex.entities == [Span(8, 10, "PER")]
@@ -69,13 +75,13 @@ def test_twitter2015_first_post_real_lines():
 
 
 @pytest.mark.data
-def test_twitter_types_and_label_map():
-    r15 = _read("conll", "twitter2015/train.txt")
-    r17 = _read("conll", "twitter2017/train.txt")
+def test_twitter_types_and_label_map(real):
+    r15 = real("conll", "twitter2015/train.txt")
+    r17 = real("conll", "twitter2017/train.txt")
     assert set(r15.stats["entities_by_label"]) == {"PER", "LOC", "ORG", "OTHER"}
     assert set(r17.stats["entities_by_label"]) == {"PER", "LOC", "ORG", "MISC"}
     mapped = read_conll(data_root() / "twitter2015/valid.txt", label_map={"OTHER": "MISC"})
-    orig = _read("conll", "twitter2015/valid.txt")
+    orig = real("conll", "twitter2015/valid.txt")
     assert set(mapped.stats["entities_by_label"]) == {"PER", "LOC", "ORG", "MISC"}
     assert mapped.stats["entities_by_label"]["MISC"] == orig.stats["entities_by_label"]["OTHER"]
     assert mapped.stats["i_opened_by_label"]["MISC"] == orig.stats["i_opened_by_label"]["OTHER"]
@@ -84,9 +90,9 @@ def test_twitter_types_and_label_map():
 @pytest.mark.data
 @pytest.mark.parametrize("rel,char", [("twitter2017/train.txt", "\u200b"),
                                       ("twitter2015/valid.txt", "\u00a0")])
-def test_twitter_keeps_zero_width_and_nbsp_tokens(rel, char):
+def test_twitter_keeps_zero_width_and_nbsp_tokens(rel, char, real):
     """Tokens that are a zero-width or no-break space are tokens, not blank lines."""
-    toks = Counter(t for e in _read("conll", rel).examples for t in e.tokens)
+    toks = Counter(t for e in real("conll", rel).examples for t in e.tokens)
     raw = (data_root() / rel).read_text("utf-8").splitlines()
     n = sum(1 for ln in raw if ln == char + "\tO")
     assert n > 0 and toks[char] == n
@@ -95,8 +101,8 @@ def test_twitter_keeps_zero_width_and_nbsp_tokens(rel, char):
 @pytest.mark.data
 @pytest.mark.parametrize("split,n,labels", [("train", 12247, 23), ("val", 1624, 23),
                                             ("test", 1614, 21)])
-def test_mnre_counts(split, n, labels):
-    res = _read("mnre", f"mnre/mnre_{split}.txt")
+def test_mnre_counts(split, n, labels, real):
+    res = real("mnre", f"mnre/mnre_{split}.txt")
     assert len(res.examples) == n == res.stats["instances"]
     assert res.stats["labels_present"] == labels
     assert "None" in res.stats["relations_by_label"]
@@ -108,8 +114,8 @@ def test_mnre_counts(split, n, labels):
 
 
 @pytest.mark.data
-def test_mnre_first_line():
-    ex = _read("mnre", "mnre/mnre_train.txt").examples[0]
+def test_mnre_first_line(real):
+    ex = real("mnre", "mnre/mnre_train.txt").examples[0]
     assert ex.id == "mnre_train-0" and ex.image == "twitter_19_31_16_6.jpg"
     assert ex.head == Span(8, 10, "ENTITY") and ex.tail == Span(2, 5, "ENTITY")
     assert ex.relations == [Relation(0, 1, "/misc/misc/part_of")]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmie import cli
 from mmie.data import synthetic as syn
 from mmie.data.schema import Example, Relation, Span
 from mmie.errors import DataError
@@ -365,14 +366,19 @@ def test_same_seed_identical_other_seed_different(tmp_path: Path) -> None:
 
 
 def test_entry_points_and_errors(tmp_path: Path, capsys) -> None:
-    rc = syn.main([str(tmp_path / "cli"), "--seed", "1", "--n-train", "4", "--n-valid", "2",
-                   "--n-test", "2", "--image-size", "48"])
+    rc = cli.main(["data", "synthetic", str(tmp_path / "cli"), "--seed", "1", "--n-train", "4",
+                   "--n-valid", "2", "--n-test", "3", "--image-size", "48"])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["sizes"] == {"train": 4, "valid": 2, "test": 2} and printed["seed"] == 1
-    with Image.open(tmp_path / "cli" / "images" / "ner_test_00001.png") as im:
+    assert printed["sizes"] == {"train": 4, "valid": 2, "test": 3} and printed["seed"] == 1
+    with Image.open(tmp_path / "cli" / "images" / "ner_test_00002.png") as im:
         assert im.size == (48, 48)
-    assert syn.main([str(tmp_path / "bad"), "--n-train", "0"]) == 2
+    # the CLI contract: valid and test default to a quarter of train, pictures to 128 px
+    assert cli.main(["data", "synthetic", str(tmp_path / "q"), "--n-train", "8"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["sizes"] == {"train": 8, "valid": 2, "test": 2}
+    assert printed["image_size"] == 128
+    assert cli.main(["data", "synthetic", str(tmp_path / "bad"), "--n-train", "0"]) == 1
     assert "n_train must be a positive integer" in capsys.readouterr().err
     with pytest.raises(DataError, match="image_size"):
         syn.generate(tmp_path / "bad2", image_size=8)

@@ -1,5 +1,5 @@
-"""Tests of the zero-shot protocol (mmie.tasks.zeroshot) and label scoring
-(mmie.modules.label_scorer)."""
+"""Tests of the zero-shot protocol: label sets (mmie.tasks.zs_labels), metrics
+(mmie.metrics.zeroshot) and label scoring (mmie.modules.label_scorer)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from mmie.errors import ConfigError, DataError
 from mmie.modules.label_scorer import (LabelScorer, label_cross_entropy, label_loss,
                                        ranking_hinge_loss)
-from mmie.tasks.zeroshot import (ZeroShotSplit, class_balanced_weights, filter_examples,
-                                 generalized_metrics, harmonic_mean, leave_one_type_out,
-                                 load_label_descriptions, load_label_resource, split_relations,
-                                 typing_fold, zero_shot_metrics)
+from mmie.metrics.zeroshot import generalized_metrics, harmonic_mean, zero_shot_metrics
+from mmie.tasks.zs_labels import (ZeroShotSplit, class_balanced_weights, leave_one_type_out,
+                                  load_label_descriptions, load_label_resource, relation_name,
+                                  split_relations, typing_fold)
 
 from helpers import data_root
 
@@ -90,10 +90,9 @@ def test_leave_one_type_out_is_generalized():
         leave_one_type_out(["PER", "LOC"], "ORG")
 
 
-def test_filter_examples_and_balanced_weights():
-    exs = [{"id": i, "rel": r} for i, r in enumerate(["a", "b", "a", "c", None, "a"])]
-    kept = filter_examples(exs, ["a", "c"], lambda e: e["rel"])
-    assert [e["id"] for e in kept] == [0, 2, 3, 5]
+def test_relation_name_and_balanced_weights():
+    assert relation_name("/per/loc/place_of_residence") == "place of residence"
+    assert relation_name("/org/org/subsidiary/") == "subsidiary"
     w = class_balanced_weights(["a", "b", "a", "a"])
     assert w == pytest.approx([1 / 3, 1.0, 1 / 3, 1 / 3])
 

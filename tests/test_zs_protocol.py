@@ -13,7 +13,7 @@ import torch
 from mmie.config import load_config
 from mmie.data.schema import Example, Span
 from mmie.errors import ConfigError
-from mmie.tasks.zeroshot import leave_one_type_out
+from mmie.tasks.zs_labels import leave_one_type_out
 from mmie.tasks.zs import ZeroShotTask, instance_label
 
 TYPES = ["LOC", "MISC", "ORG", "PER"]
@@ -35,7 +35,7 @@ SPLITS = {"train": _posts("tr", {"LOC": 5, "MISC": 2, "ORG": 3, "PER": 4}),
 def _task(*overrides: str) -> ZeroShotTask:
     cfg = load_config(None, ["model.type=mg_vmoe", "model.task=typing", "data.name=twitter2015",
                              *overrides])
-    return ZeroShotTask.from_config(cfg, SPLITS["train"], SPLITS)
+    return ZeroShotTask.from_data("typing", cfg, SPLITS)
 
 
 def _labels(exs):
@@ -89,7 +89,7 @@ def test_label_text_option_twitter(field, expected):
 
 
 def test_label_text_option_resource_and_default():
-    from mmie.tasks.zeroshot import load_label_resource
+    from mmie.tasks.zs_labels import load_label_resource
 
     res = load_label_resource("wikidiverse_types")
     exs = {"train": [Example(id=f"w{i}", tokens=["a", "b"], entities=[Span(0, 1, t)])
@@ -98,7 +98,7 @@ def test_label_text_option_resource_and_default():
     for field in ("name", "name+description"):
         cfg = load_config(None, ["model.type=mg_vmoe", "model.task=typing",
                                  "data.name=wikidiverse", f"data.label_text={field}"])
-        task = ZeroShotTask.from_config(cfg, exs["train"], exs)
+        task = ZeroShotTask.from_data("typing", cfg, exs)
         assert task.label_texts["People"] == res.text("People", field)
     assert load_config(None, []).data.label_text == "name+description"
     with pytest.raises(ConfigError, match="label_text"):
@@ -107,7 +107,7 @@ def test_label_text_option_resource_and_default():
 
 # ---- class-balanced sampling --------------------------------------------------------------
 def test_class_balanced_sampler_balances_seen_labels_and_is_resumable():
-    from mmie.tasks.zeroshot import class_balanced_weights
+    from mmie.tasks.zs_labels import class_balanced_weights
     from mmie.training.data import ResumableSampler
 
     labels = ["A"] * 90 + ["B"] * 10
@@ -145,7 +145,7 @@ def test_class_balanced_default_on_for_zero_shot_only():
 
 # ---- calibrated stacking ------------------------------------------------------------------
 def test_choose_calibration_by_hand():
-    from mmie.tasks.zeroshot import calibrated_predictions, choose_calibration
+    from mmie.tasks.zs import calibrated_predictions, choose_calibration
 
     seen = {"A", "B"}
     # d = best seen - best other: 2.0, 1.0, 0.5 (seen gold), -0.5, 1.5 (other gold)

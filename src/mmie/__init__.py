@@ -4,6 +4,9 @@ __version__ = "0.1.0"
 
 from mmie.errors import MMIEError, DataError, ConfigError  # noqa: E402,F401
 
+# ``load`` and ``pipeline`` import the prediction stack (torch, transformers: seconds) when
+# called, so that ``import mmie`` (the CLI, config and data tools) stays light.
+
 
 def load(path, **kwargs):
     """Load a saved mmie model directory (``save_pretrained`` layout) for prediction."""

@@ -1,14 +1,15 @@
 """The ``mmie`` command: thin wrappers around importable functions.
 
-Each command imports its own stack (torch, Lightning, transformers, FastAPI) inside its
-``cmd_*`` function when it runs: those imports are heavy, and ``mmie --help``, ``--version``
-and argument errors must stay instant.
+Each command imports the subsystem it runs (training, inference, the service, the plots, the
+data tools) when it runs: they pull in torch, Lightning, transformers, FastAPI or matplotlib
+(seconds each), so ``mmie --help`` and the other commands start without them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 import mmie
+from mmie import registry
+from mmie.config import load_config
+from mmie.data.images import resolve_image
 from mmie.data.io import iter_json_objects
+from mmie.data.photos import add_arguments as photos_arguments
+from mmie.data.tokenize import words_to_text
 from mmie.errors import DataError, MMIEError
 from mmie.inference.outputs import to_json, to_jsonl
 from mmie.logs import setup_cli_logging
@@ -82,10 +88,11 @@ def _parser() -> argparse.ArgumentParser:
                          formatter_class=fmt)
     sy.add_argument("output_dir")
     sy.add_argument("--seed", type=int, default=0)
-    sy.add_argument("--n-train", type=int, default=600)
-    from mmie.data.photos import add_arguments as _photos_args
-
-    _photos_args(dsub.add_parser("photos", help="build the real-photo benchmark (photos_ner, "
+    sy.add_argument("--n-train", type=int, default=600, help="posts per task in train")
+    sy.add_argument("--n-valid", type=int, help="posts per task in valid (default: n-train / 4)")
+    sy.add_argument("--n-test", type=int, help="posts per task in test (default: n-train / 4)")
+    sy.add_argument("--image-size", type=int, default=128, help="picture side in pixels")
+    photos_arguments(dsub.add_parser("photos", help="build the real-photo benchmark (photos_ner, "
                                  "photos_re, photos_typing)", formatter_class=fmt,
                                  description="Example:\n  mmie data photos data/photos "
                                  "--size small   (docs/data.md)"))
@@ -109,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
 
     # train -----------------------------------------------------------------------------------
     t = add("train", "train a model from a YAML recipe (configs/) with overrides")
+    t.epilog = "model types (model.type, the model.task values each trains on):\n" + "\n".join(
+        f"  {m.name:<10} {'/'.join(m.tasks):<10} {m.summary}"
+        + (f" [options: model.{m.options}.*]" if m.options else "")
+        for m in registry.MODEL_TYPES.values())
     t.add_argument("config", nargs="?", help="YAML recipe; defaults apply when omitted")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set trainer.max_epochs=10 (repeatable)")
@@ -250,14 +261,16 @@ def cmd_data(a: argparse.Namespace) -> int:
         from mmie.data.synthetic import generate
 
         n = a.n_train
-        _print_json(generate(a.output_dir, seed=a.seed, n_train=n, n_valid=max(1, n // 4),
-                             n_test=max(1, n // 4)))
+        quarter = max(1, n // 4)
+        _print_json(generate(a.output_dir, seed=a.seed, n_train=n,
+                             n_valid=quarter if a.n_valid is None else a.n_valid,
+                             n_test=quarter if a.n_test is None else a.n_test,
+                             image_size=a.image_size))
     elif a.data_command == "photos":
         from mmie.data.photos.build import run_cli
 
         return run_cli(a)
     elif a.data_command == "boxes":
-        from mmie.config import load_config
         from mmie.training.boxes import dataset_boxes
 
         over = [f"data.name={a.data or a.data_dir}"]
@@ -278,7 +291,6 @@ def cmd_data(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from mmie.config import load_config
     from mmie.training.train import train
 
     extra: dict[str, Any] = {}
@@ -405,8 +417,6 @@ def cmd_plot_zs(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     """Synthetic set -> MMIB training -> test evaluation -> reload -> prediction. Quiet unless
     ``-v``: one progress bar and one line per epoch, the summary table, the prediction."""
-    from mmie.config import load_config
-    from mmie.data.images import resolve_image
     from mmie.data.tokenize import join_words
     from mmie.inference.predictor import load
     from mmie.logs import tame_lightning, verbose

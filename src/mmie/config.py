@@ -16,12 +16,9 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from mmie import registry
 from mmie.errors import ConfigError
 
-TASKS = ("ner", "re", "typing")
-MODEL_TYPES = ("text", "fusion", "mmib", "mg_vmoe", "label_sim")
-ZERO_SHOT_TYPES = ("mg_vmoe", "label_sim")
-"""Model types that score labels by their names / descriptions (zero-shot tasks)."""
 _FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -79,44 +76,35 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    type: str = "mmib"
-    """text | fusion | mmib | mg_vmoe | label_sim (text-only zero-shot baseline)"""
-    task: str = "ner"
-    """ner | re | typing"""
-    text_encoder: str = "minilm"
-    vision_encoder: str = "efficientnet_lite0"
-    dropout: float = 0.1
-    fusion: str = "cross"
-    """cross (MMIB's cross-modal attention) | concat (simple fusion baseline)"""
-    use_regions: bool = True
-    """Feed the region grid (not only the global vector) to fusion."""
-    region_grid: int = 3
-    """Image regions are the vision encoder's feature map average-pooled to N x N."""
-    box_embedding: bool = True
-    """Add a learned embedding of each image token's box ([x0, y0, x1, y1, area] -> linear;
-    the global token has the full-picture box), so attention can tell where a region is."""
-    # --- MMIB -----------------------------------------------------------------------------
+class MMIBConfig:
+    """MMIB's switches (``model.type=mmib``); written flat as ``model.refinement`` etc."""
+
     refinement: bool = True
+    """The refinement regularizer: a variational information bottleneck per modality."""
     alignment: bool = True
+    """The alignment regularizer between paired text and image representations."""
     alignment_estimator: str = "discriminator"
-    """discriminator (paper, BCE over matched vs shifted pairs) | infonce"""
+    """discriminator (binary cross-entropy of a critic over matched vs shifted text-image
+    pairs, the paper's estimator) | infonce"""
     alignment_reduction: str = "sum"
     """sum (released code: positive-pair BCE + one BCE per negative shift) | mean (BCE
     averaged over every scored pair, half of sum for one shift)"""
     alignment_shifts: int = 1
     """Negatives of the discriminator: images rolled by 1..N within the batch."""
-    re_loss_reduction: str = "sum"
-    """RE cross-entropy over the batch: sum (released code) | mean"""
     beta_align: float = 1.0
     beta_kl_text: float = 1.0
     beta_kl_image: float = 1.0
     vib_attention: bool = True
-    crf_constraints: bool = True
-    # --- MG-VMoE --------------------------------------------------------------------------
+
+
+@dataclass
+class MGVMoEConfig:
+    """MG-VMoE's switches (``model.type=mg_vmoe``; ``proj_dim`` also sizes the joint label
+    space of ``label_sim``); written flat as ``model.num_experts`` etc."""
+
     num_experts: int = 8
     gating: str = "dense"
-    """dense (paper's code) | topk"""
+    """dense (every expert weighted, as the paper's code does) | topk"""
     top_k: int = 2
     moe_form: str = "code"
     """code (released code: output = gate-weighted mixture of the experts' samples, KL summed
@@ -130,9 +118,46 @@ class ModelConfig:
     beta_nce: float = 1.0
     beta_vat: float = 1.0
     vat: str = "learned"
-    """learned (paper) | power | off"""
+    """learned (a learned perturbation with its penalty, the paper's) | power | off"""
     proj_dim: int = 256
     margin: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    """The options every model type shares, and one section per method.
+
+    A method's options are read as ``cfg.mmib.refinement`` / ``cfg.mg_vmoe.num_experts``;
+    config files and ``--set`` take them flat (``model.refinement``) or nested
+    (``model.mmib.refinement``), and :meth:`RunConfig.to_dict` writes them flat.
+    """
+
+    type: str = "mmib"
+    """text | fusion | mmib | mg_vmoe | label_sim (see :mod:`mmie.registry`)"""
+    task: str = "ner"
+    """ner | re | typing"""
+    text_encoder: str = "minilm"
+    vision_encoder: str = "efficientnet_lite0"
+    dropout: float = 0.1
+    fusion: str = "cross"
+    """``model.type=fusion``: cross (the cross-modal attention MMIB uses) | concat"""
+    use_regions: bool = True
+    """Feed the region grid (not only the global vector) to fusion."""
+    region_grid: int = 3
+    """Image regions are the vision encoder's feature map average-pooled to N x N."""
+    box_embedding: bool = True
+    """Add a learned embedding of each image token's box ([x0, y0, x1, y1, area] -> linear;
+    the global token has the full-picture box), so attention can tell where a region is."""
+    crf_constraints: bool = True
+    """NER: forbid BIO-invalid tag transitions in the CRF."""
+    re_loss_reduction: str = "sum"
+    """Supervised RE: cross-entropy over the batch, sum (MMIB's released code) | mean"""
+    mmib: MMIBConfig = field(default_factory=MMIBConfig)
+    mg_vmoe: MGVMoEConfig = field(default_factory=MGVMoEConfig)
+
+
+#: the per-method sections of :class:`ModelConfig`, whose fields are also accepted flat
+MODEL_SECTIONS = ("mmib", "mg_vmoe")
 
 
 @dataclass
@@ -182,7 +207,13 @@ class RunConfig:
 
     # ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every key with its value; the model's method sections written flat
+        (``model.refinement``), as config files take them."""
+        d = dataclasses.asdict(self)
+        model = d["model"]
+        for section in MODEL_SECTIONS:
+            model.update(model.pop(section))
+        return d
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -191,31 +222,33 @@ class RunConfig:
         tmp.replace(path)
 
     def validate(self) -> "RunConfig":
-        _choice("model.type", self.model.type, MODEL_TYPES)
-        _choice("model.task", self.model.task, TASKS)
+        registry.model_type(self.model.type)
+        _choice("model.task", self.model.task, registry.CONFIG_TASKS)
         _choice("model.fusion", self.model.fusion, ("cross", "concat"))
-        _choice("model.alignment_estimator", self.model.alignment_estimator,
+        _choice("model.alignment_estimator", self.model.mmib.alignment_estimator,
                 ("discriminator", "infonce"))
-        _choice("model.gating", self.model.gating, ("dense", "topk"))
-        _choice("model.vat", self.model.vat, ("learned", "power", "off"))
+        _choice("model.gating", self.model.mg_vmoe.gating, ("dense", "topk"))
+        _choice("model.vat", self.model.mg_vmoe.vat, ("learned", "power", "off"))
         _choice("data.image_policy", self.data.image_policy, ("error", "skip", "blank"))
+        _choice("model.moe_form", self.model.mg_vmoe.moe_form, ("code", "residual"))
+        _choice("model.alignment_reduction", self.model.mmib.alignment_reduction,
+                ("sum", "mean"))
         _choice("data.regions", self.data.regions, ("grid", "objects", "both"))
         _choice("data.detector", self.data.detector, ("yolov3-tiny", "faces",
                                                       "yolov3-tiny+faces"))
         if self.data.max_objects < 1:
             raise ConfigError(f"data.max_objects must be >= 1, got {self.data.max_objects}")
-        _choice("model.moe_form", self.model.moe_form, ("code", "residual"))
-        _choice("model.alignment_reduction", self.model.alignment_reduction, ("sum", "mean"))
         _choice("model.re_loss_reduction", self.model.re_loss_reduction, ("sum", "mean"))
         _choice("data.label_text", self.data.label_text,
                 ("name", "description", "name+description"))
-        if self.model.alignment_shifts < 1:
+        if self.model.mmib.alignment_shifts < 1:
             raise ConfigError(f"model.alignment_shifts must be >= 1, got "
-                              f"{self.model.alignment_shifts}")
-        zero_shot = self.model.type in ZERO_SHOT_TYPES
+                              f"{self.model.mmib.alignment_shifts}")
+        zero_shot = registry.model_type(self.model.type).zero_shot
         if self.data.class_balanced and not zero_shot:
             raise ConfigError("data.class_balanced=true applies to zero-shot models "
-                              f"({', '.join(ZERO_SHOT_TYPES)}), not model.type={self.model.type}")
+                              f"({', '.join(registry.zero_shot_types())}), not "
+                              f"model.type={self.model.type}")
         if self.data.validation_type is not None:
             if self.data.held_out_type is None:
                 raise ConfigError("data.validation_type needs data.held_out_type "
@@ -224,17 +257,12 @@ class RunConfig:
                 raise ConfigError("data.validation_type must differ from data.held_out_type "
                                   f"(both {self.data.held_out_type!r}): the held-out type's "
                                   "labels are for the test only")
-        if self.model.calibrated_stacking and (self.data.held_out_type is None
-                                               or self.data.validation_type is None):
+        if self.model.mg_vmoe.calibrated_stacking and (self.data.held_out_type is None
+                                                       or self.data.validation_type is None):
             raise ConfigError("model.calibrated_stacking applies to generalised zero-shot: it "
                               "needs data.held_out_type and data.validation_type (the constant "
                               "is chosen on validation labels that are not seen in training)")
-        if self.model.type in ZERO_SHOT_TYPES and self.model.task == "ner":
-            raise ConfigError(f"model.type={self.model.type} is a zero-shot model: use "
-                              "model.task=typing or re")
-        if self.model.task == "typing" and self.model.type not in ZERO_SHOT_TYPES:
-            raise ConfigError(f"model.task=typing needs a zero-shot model type "
-                              f"({', '.join(ZERO_SHOT_TYPES)}), got model.type={self.model.type}")
+        registry.check_model_task(self.model.type, self.model.task)
         if self.trainer.batch_size < 1 or self.trainer.grad_accum < 1:
             raise ConfigError("trainer.batch_size and trainer.grad_accum must be >= 1")
         return self
@@ -291,10 +319,16 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
 
 def _apply(obj: Any, data: dict[str, Any], prefix: str, where: str) -> None:
     fields = _fields(type(obj))
+    # a method section's keys are also accepted one level up (model.refinement)
+    flat = {k: s for s in MODEL_SECTIONS if s in fields
+            for k in _fields(type(getattr(obj, s)))} if isinstance(obj, ModelConfig) else {}
     for key, value in data.items():
         full = f"{prefix}{key}"
+        if key in flat and key not in fields:
+            _apply(getattr(obj, flat[key]), {key: value}, prefix, where)
+            continue
         if key not in fields:
-            raise _unknown(full, list(fields), where)
+            raise _unknown(full, list(fields) + list(flat), where)
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):

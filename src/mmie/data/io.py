@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -35,8 +36,6 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` of a JSON-lines file; blank lines are skipped, and a
     line that is not valid JSON or not a JSON object raises :class:`DataError` naming it."""
-    import json
-
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+
+from mmie.data import synthetic
 
 
 def default_cache_dir(explicit: str | Path | None = None) -> Path:
@@ -19,10 +22,6 @@ def synthetic_dir(size: int = 600, cache_dir: str | Path | None = None, seed: in
     Generation writes into a temporary folder renamed at the end, so an interrupted run never
     leaves a half-written set behind.
     """
-    import shutil
-
-    from mmie.data import synthetic
-
     root = default_cache_dir(cache_dir) / f"synthetic-n{size}-seed{seed}"
     if (root / "DONE").exists():
         return root

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from mmie.data.io import iter_json_objects
 from mmie.errors import DataError
 
 __all__ = ["Span", "Relation", "Example", "write_jsonl", "read_jsonl"]
@@ -182,7 +183,5 @@ def write_jsonl(examples: Iterable[Example], path: str | Path) -> int:
 
 def read_jsonl(path: str | Path) -> Iterator[Example]:
     """Read mmie's own JSON lines form (as written by :func:`write_jsonl`)."""
-    from mmie.data.io import iter_json_objects
-
     for lineno, d in iter_json_objects(path):
         yield Example.from_dict(d, path=path, line=lineno)

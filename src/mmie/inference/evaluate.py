@@ -65,8 +65,7 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     """
     # the training data path (examples -> cached image features -> loader); imports Lightning,
     # which prediction alone never needs
-    from mmie.training.data import (Collator, ExampleDataset, compute_image_features,
-                                    load_examples, make_loader)
+    from mmie.training.data import MMIEDataModule
 
     pred = load(model_dir, device=device)
     cfg = config_for_data(pred.cfg, data, data_dir, image_dir)
@@ -74,21 +73,18 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
         cfg.data.image_policy = image_policy
     cfg.data.limit_eval = limit
     task, model = pred.task, pred.model
-    if getattr(task, "zero_shot", False):
-        # zero-shot instances go with their label, pooled over the data set's splits (as in
-        # training), so the same instances are scored here as in the run's eval_test.json
-        pooled = {s: load_examples(cfg, s) for s in ("train", "dev", "test")}
-        examples = task.filter_splits(pooled)["dev" if split in ("dev", "valid", "val") else split]
-    else:
-        examples = load_examples(cfg, split)
+    # zero-shot instances go with their label, pooled over the data set's splits (as in
+    # training), so the same instances are scored here as in the run's eval_test.json
+    dm = MMIEDataModule(cfg, model.text, model.vision, task, splits=(split,))
+    dm.setup("test")
+    key = dm.splits[0]
+    examples = dm.examples[key]
+    if not task.zero_shot:
         check_task_fits(task.name, examples, cfg.data.name, split, model_dir)
-    report: dict[str, Any] = {"examples": len(examples)}
-    features, rows = None, None
-    if model.vision is not None:
-        features, kept = compute_image_features(cfg, model.vision, {split: examples}, report)
-        examples, rows = kept[split], features.rows[split]
-    dl = make_loader(ExampleDataset(examples, rows), Collator(task, model.text,
-                     cfg.data.max_length, features, phase=split), batch_size, False)
+    report: dict[str, Any] = {"examples": dm.report["instances"][key],
+                              **{k: dm.report[k] for k in ("images", "feature_cache")
+                                 if k in dm.report}}
+    dl = dm.loader(key, batch_size, group_by_length=False, num_workers=0)
     outputs: list[Any] = []
     for batch in tqdm(dl, desc=f"evaluate {split}", disable=not progress):
         outputs.extend(pred.forward_batch(batch))  # the forward step of every prediction

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+from seqeval.metrics.sequence_labeling import get_entities
 
 from mmie.errors import DataError
 
@@ -42,8 +43,6 @@ def ner_post_counts(gold_tags: Sequence[Sequence[str]],
     """``[n_posts, 3]`` int array of ``(correct, predicted, gold)`` entities per post, entities
     read as seqeval's default mode reads them (an ``I-`` after ``O`` or another type opens a
     span), so the summed counts give :func:`mmie.metrics.entity_scores`'s headline F1."""
-    from seqeval.metrics.sequence_labeling import get_entities
-
     if len(gold_tags) != len(pred_tags):
         raise DataError(f"{len(gold_tags)} gold tag sequences but {len(pred_tags)} predicted")
     out = np.zeros((len(gold_tags), 3), dtype=np.int64)

@@ -6,6 +6,7 @@ import torch
 
 from mmie.encoders.regions import object_inputs
 from mmie.models.base import ImageInput, MMIEModel
+from mmie.modules.fusion import ConcatFusion, CrossModalFusion
 
 
 class TextOnlyModel(MMIEModel):
@@ -31,12 +32,8 @@ class SimpleFusionModel(MMIEModel):
         H = self.hidden
         D = vision_encoder.out_dim
         if cfg.fusion == "concat":
-            from mmie.modules.fusion import ConcatFusion
-
             self.fusion = ConcatFusion(H, D)
         else:
-            from mmie.modules.fusion import CrossModalFusion
-
             self.image_in = ImageInput(D, H, use_regions=cfg.use_regions, dropout=cfg.dropout,
                                        box_embedding=cfg.box_embedding)
             self.fusion = CrossModalFusion(H, num_heads=_heads(H), dropout=cfg.dropout)

@@ -14,55 +14,32 @@ come from ``model.safetensors``.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_model, save_model
 
 import mmie
+from mmie import registry
 from mmie.config import ModelConfig, RunConfig, config_from_dict
+from mmie.encoders.text import TextEncoder
+from mmie.encoders.vision import VisionEncoder
 from mmie.errors import MMIEError
 
 
-def build_task(task_dict: dict[str, Any]):
-    from mmie.tasks.ner import NERTask
-    from mmie.tasks.re import RETask
-
-    name = task_dict["task"]
-    if name == "ner":
-        return NERTask(task_dict["labels"])
-    if name == "re":
-        return RETask(task_dict["labels"])
-    if name in ("typing", "zs_re"):
-        from mmie.tasks.zs import ZeroShotTask
-
-        return ZeroShotTask.from_dict(task_dict)
-    raise MMIEError(f"unknown task {name!r}")
-
-
 def build_model(cfg: ModelConfig, task, text_encoder, vision_encoder=None):
-    from mmie.models.baselines import SimpleFusionModel, TextOnlyModel
-    from mmie.models.mmib import MMIBModel
-
-    if cfg.type == "mg_vmoe":
-        from mmie.models.mg_vmoe import MGVMoEModel
-
-        return MGVMoEModel(cfg, task, text_encoder, vision_encoder)
-    if cfg.type == "label_sim":
-        from mmie.models.mg_vmoe import LabelSimilarityModel
-
-        return LabelSimilarityModel(cfg, task, text_encoder)
-    cls = {"text": TextOnlyModel, "fusion": SimpleFusionModel, "mmib": MMIBModel}[cfg.type]
-    return cls(cfg, task, text_encoder, vision_encoder)
+    """The model of ``cfg.type`` (:data:`mmie.registry.MODEL_TYPES`); types that read no
+    image get no vision encoder."""
+    spec = registry.model_type(cfg.type)
+    return registry.model_class(cfg.type)(cfg, task, text_encoder,
+                                          vision_encoder if spec.uses_image else None)
 
 
 def save_pretrained(model, task, run_cfg: RunConfig, directory: str | Path,
                     extra: dict[str, Any] | None = None) -> Path:
     """Write a self-contained model directory (atomically: a temporary folder, then rename)."""
-    import shutil
-
-    from safetensors.torch import save_model
-
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     if tmp.exists():
@@ -93,11 +70,6 @@ def save_pretrained(model, task, run_cfg: RunConfig, directory: str | Path,
 
 def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu"):
     """``(model, task, run_config, meta)`` from a directory written by :func:`save_pretrained`."""
-    from safetensors.torch import load_model
-
-    from mmie.encoders.text import TextEncoder
-    from mmie.encoders.vision import VisionEncoder
-
     directory = Path(directory)
     cfg_path = directory / "config.json"
     if not cfg_path.exists():
@@ -107,7 +79,7 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
     run_cfg = config_from_dict(meta["run"])
     if "box_embedding" not in (meta["run"].get("model") or {}):
         run_cfg.model.box_embedding = False  # saved before box embeddings existed
-    task = build_task(meta["task"])
+    task = registry.task_from_dict(meta["task"])
     text = TextEncoder.from_saved(directory / "text_encoder")
     vision = None
     if (directory / "vision_encoder.json").exists():

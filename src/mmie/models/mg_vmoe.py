@@ -32,8 +32,13 @@ import torch
 from torch import nn
 
 from mmie.encoders.regions import object_inputs
+from mmie.encoders.vision import pool_regions
 from mmie.models.base import ImageInput, ModelOutput
 from mmie.models.baselines import _heads
+from mmie.modules.alignment import info_nce
+from mmie.modules.label_scorer import LabelScorer, ranking_hinge_loss
+from mmie.modules.moe import VMoELayer
+from mmie.modules.vat import GraphVAT
 
 
 class MentionAttention(nn.Module):
@@ -53,10 +58,6 @@ class MGVMoEModel(nn.Module):
 
     def __init__(self, cfg, task, text_encoder, vision_encoder):
         super().__init__()
-        from mmie.modules.label_scorer import LabelScorer
-        from mmie.modules.moe import VMoELayer
-        from mmie.modules.vat import GraphVAT
-
         self.cfg = cfg
         self.task_name = task.name
         self.text = text_encoder
@@ -68,14 +69,15 @@ class MGVMoEModel(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=True, dropout=cfg.dropout,
                                    box_embedding=cfg.box_embedding)
-        self.moe = VMoELayer(H, num_experts=cfg.num_experts, gating=cfg.gating, k=cfg.top_k,
-                             dropout=cfg.dropout, form=cfg.moe_form)
+        opt = cfg.mg_vmoe
+        self.moe = VMoELayer(H, num_experts=opt.num_experts, gating=opt.gating, k=opt.top_k,
+                             dropout=cfg.dropout, form=opt.moe_form)
         self.mention_attn = MentionAttention(H, _heads(H), cfg.dropout)
         n_mentions = 2 if task.name == "zs_re" else 1
         sample_dim = 2 * H * n_mentions
-        proj = cfg.proj_dim if task.name == "zs_re" else min(cfg.proj_dim, 64)
+        proj = cfg.mg_vmoe.proj_dim if task.name == "zs_re" else min(cfg.mg_vmoe.proj_dim, 64)
         self.scorer = LabelScorer(sample_dim, H, proj_dim=proj)
-        self.vat = GraphVAT(2 * H, mode=cfg.vat) if cfg.vat != "off" else None
+        self.vat = GraphVAT(2 * H, mode=opt.vat) if opt.vat != "off" else None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -86,8 +88,6 @@ class MGVMoEModel(nn.Module):
     def image_features(self, batch):
         if "image_global" in batch:
             return batch["image_global"], batch.get("image_regions"), batch["image_present"]
-        from mmie.encoders.vision import pool_regions
-
         with torch.no_grad():
             g, r = self.vision(batch["pixel_values"])
         return g, pool_regions(r.float(), self.cfg.region_grid), batch["image_present"]
@@ -99,8 +99,6 @@ class MGVMoEModel(nn.Module):
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
     def represent(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        from mmie.modules.alignment import info_nce
-
         t_mask = batch["attention_mask"].bool()
         h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
         g, r, present = self.image_features(batch)
@@ -113,7 +111,7 @@ class MGVMoEModel(nn.Module):
         mean_t = _masked_mean(o_t, t_mask)
         mean_v = _masked_mean(o_v, v_mask)  # 0 for a post without a picture
         terms: dict[str, torch.Tensor] = {"kl_text": out_t.kl, "kl_image": out_v.kl}
-        if self.cfg.gating == "dense":
+        if self.cfg.mg_vmoe.gating == "dense":
             terms["gate_entropy"] = out_t.gate_entropy + out_v.gate_entropy
         else:
             terms["load_balance"] = out_t.load_balance + out_v.load_balance
@@ -135,10 +133,10 @@ class MGVMoEModel(nn.Module):
 
     def term_weights(self) -> dict[str, float]:
         """The weight each auxiliary term enters the loss with (``beta_aux`` included)."""
-        cfg = self.cfg
-        w = {"kl_text": cfg.beta_kl, "kl_image": cfg.beta_kl, "gate_entropy": 1.0,
-             "load_balance": 1.0, "nce": cfg.beta_nce, "vat": cfg.beta_vat}
-        return {k: cfg.beta_aux * v for k, v in w.items()}
+        opt = self.cfg.mg_vmoe
+        w = {"kl_text": opt.beta_kl, "kl_image": opt.beta_kl, "gate_entropy": 1.0,
+             "load_balance": 1.0, "nce": opt.beta_nce, "vat": opt.beta_vat}
+        return {k: opt.beta_aux * v for k, v in w.items()}
 
     def scores(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         sample, graph_h, terms = self.represent(batch)
@@ -147,10 +145,8 @@ class MGVMoEModel(nn.Module):
 
     # ---- loss and prediction ------------------------------------------------------------------
     def forward(self, batch) -> ModelOutput:
-        from mmie.modules.label_scorer import ranking_hinge_loss
-
         s, graph_h, terms = self.scores(batch)
-        task_loss = ranking_hinge_loss(s, batch["labels"], margin=self.cfg.margin)
+        task_loss = ranking_hinge_loss(s, batch["labels"], margin=self.cfg.mg_vmoe.margin)
         if self.vat is not None and self.training and graph_h is not None:
             terms["vat"] = (self.vat(graph_h)[0] if graph_h.shape[0] >= 2
                             else graph_h.new_zeros((), dtype=torch.float32))
@@ -190,8 +186,6 @@ class LabelSimilarityModel(MGVMoEModel):
 
     def __init__(self, cfg, task, text_encoder, vision_encoder=None):
         nn.Module.__init__(self)
-        from mmie.modules.label_scorer import LabelScorer
-
         self.cfg = cfg
         self.task_name = task.name
         self.text = text_encoder
@@ -200,7 +194,7 @@ class LabelSimilarityModel(MGVMoEModel):
         self.hidden = H
         self.dropout = nn.Dropout(cfg.dropout)
         n_mentions = 2 if task.name == "zs_re" else 1
-        proj = cfg.proj_dim if task.name == "zs_re" else min(cfg.proj_dim, 64)
+        proj = cfg.mg_vmoe.proj_dim if task.name == "zs_re" else min(cfg.mg_vmoe.proj_dim, 64)
         self.scorer = LabelScorer(2 * H * n_mentions, H, proj_dim=proj)
         self.vat = None
 

@@ -24,42 +24,40 @@ import torch
 from mmie.encoders.regions import object_inputs
 from mmie.models.base import ImageInput, MMIEModel
 from mmie.models.baselines import _heads
+from mmie.modules.alignment import MIDiscriminator, info_nce
+from mmie.modules.fusion import CrossModalFusion
+from mmie.modules.vib import VariationalEncoder, gaussian_kl
 
 
 class MMIBModel(MMIEModel):
     def __init__(self, cfg, task, text_encoder, vision_encoder):
         super().__init__(cfg, task, text_encoder, vision_encoder)
-        from mmie.modules.alignment import MIDiscriminator
-        from mmie.modules.fusion import CrossModalFusion
-        from mmie.modules.vib import VariationalEncoder
-
         H = self.hidden
         self.image_in = ImageInput(vision_encoder.out_dim, H, use_regions=cfg.use_regions,
                                    dropout=cfg.dropout, box_embedding=cfg.box_embedding)
-        if cfg.refinement:
+        opt = cfg.mmib
+        if opt.refinement:
             self.vib_text = VariationalEncoder(H, H, num_heads=_heads(H),
-                                               attention=cfg.vib_attention, dropout=cfg.dropout)
+                                               attention=opt.vib_attention, dropout=cfg.dropout)
             self.vib_image = VariationalEncoder(H, H, num_heads=_heads(H),
-                                                attention=cfg.vib_attention, dropout=cfg.dropout)
-        if cfg.alignment and cfg.alignment_estimator == "discriminator":
-            self.discriminator = MIDiscriminator(H, H, reduction=cfg.alignment_reduction,
-                                                 shifts=cfg.alignment_shifts)
+                                                attention=opt.vib_attention, dropout=cfg.dropout)
+        if cfg.mmib.alignment and cfg.mmib.alignment_estimator == "discriminator":
+            self.discriminator = MIDiscriminator(H, H, reduction=cfg.mmib.alignment_reduction,
+                                                 shifts=cfg.mmib.alignment_shifts)
         self.fusion = CrossModalFusion(H, num_heads=_heads(H), dropout=cfg.dropout)
 
     def term_weights(self):
-        return {"align": self.cfg.beta_align, "kl_text": self.cfg.beta_kl_text,
-                "kl_image": self.cfg.beta_kl_image}
+        return {"align": self.cfg.mmib.beta_align, "kl_text": self.cfg.mmib.beta_kl_text,
+                "kl_image": self.cfg.mmib.beta_kl_image}
 
     def represent(self, batch):
-        from mmie.modules.vib import gaussian_kl
-
         cfg = self.cfg
         text_mask = batch["attention_mask"].bool()
         h_t = self.dropout(self.text(batch["input_ids"], batch["attention_mask"]))
         g, r, present = self.image_features(batch)
         h_v, img_mask = self.image_in(g, r, present, **object_inputs(batch))
         terms: dict[str, torch.Tensor] = {}
-        if cfg.refinement:
+        if cfg.mmib.refinement:
             out_t = self.vib_text(h_t, text_mask)
             # posts without an image: the image bottleneck still runs (masked keys are
             # replaced by the all-visible mask inside it), but its KL is not counted
@@ -72,21 +70,19 @@ class MMIBModel(MMIEModel):
             terms["kl_image"] = gaussian_kl(out_v.mu, out_v.logvar, mask=img_mask)
         else:
             z_t, z_v = h_t, h_v
-        if cfg.alignment and self.training:
+        if cfg.mmib.alignment and self.training:
             keep = present.bool()
             if int(keep.sum()) >= 2:
                 t_vec, v_vec = z_t[keep, 0], z_v[keep, 0]
-                if cfg.alignment_estimator == "discriminator":
+                if cfg.mmib.alignment_estimator == "discriminator":
                     out = self.discriminator(t_vec, v_vec)
                     terms["align"] = out[0] if isinstance(out, tuple) else out
                 else:
-                    from mmie.modules.alignment import info_nce
-
                     terms["align"] = info_nce(t_vec, v_vec)
             else:  # fewer than two pictures: no pair to align (0, still in the log), kept
                 # connected to the discriminator so DDP sees every parameter used
                 zero = z_t.new_zeros((), dtype=torch.float32)
-                if cfg.alignment_estimator == "discriminator":
+                if cfg.mmib.alignment_estimator == "discriminator":
                     zero = zero + 0.0 * sum(p.sum() for p in self.discriminator.parameters())
                 terms["align"] = zero
         fused = self.fusion(z_t, text_mask, z_v, img_mask)

@@ -1,7 +1,8 @@
 """Alignment regularizers between paired text and image vectors.
 
 MMIB's *alignment regularizer* maximises a lower bound on the mutual information between
-the text and image representations of a post with a discriminator (PAPERS.md, DECISIONS.md):
+the text and image representations of a post with a discriminator (the paper's estimator,
+and the default here):
 a scorer ``T(t, v)`` on the concatenation ``[t; v]`` is trained with binary cross-entropy,
 matched pairs ``(t_i, v_i)`` toward 1 and mismatched pairs ``(t_i, v_{i-1})`` (the images
 shifted by one within the batch, ``torch.roll``) toward 0. This is the Jensen-Shannon MI

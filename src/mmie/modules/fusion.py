@@ -1,4 +1,4 @@
-"""Text-image fusion: MMIB's cross-modal attention, the simple concat baseline, a gated option.
+"""Text-image fusion: MMIB's cross-modal attention and the simple concat baseline.
 
 All modules take text tokens ``[B, T, D]`` with a boolean mask ``[B, T]`` (True = valid) and
 image tokens ``[B, R, D]`` (global vector + regions, already projected to ``D``) with a
@@ -6,8 +6,7 @@ boolean mask ``[B, R]`` or ``None`` (all valid). A post without an image has an 
 image mask: its text then passes through the residual path unchanged by the image (no NaN
 from a softmax over zero keys).
 
-Public API: :class:`CrossModalFusion`, :class:`ConcatFusion`,
-:class:`GatedCrossAttentionFusion`, :class:`FusionOutput`.
+Public API: :class:`CrossModalFusion`, :class:`ConcatFusion`, :class:`FusionOutput`.
 """
 
 from __future__ import annotations
@@ -67,7 +66,7 @@ def _check(text: torch.Tensor, image: torch.Tensor, name: str) -> None:
 class CrossModalFusion(nn.Module):
     """MMIB's cross-modal fusion: image-to-text, then text-to-image cross-attention.
 
-    Reading of the paper (PAPERS.md: "image-to-text cross-attention, then text-to-image
+    Reading of the MMIB paper ("image-to-text cross-attention, then text-to-image
     cross-attention"), "X-to-Y" naming the direction information flows:
 
     1. image-to-text: the text tokens are the queries and attend over the image tokens
@@ -146,32 +145,4 @@ class ConcatFusion(nn.Module):
         return self.drop(self.out(torch.cat([text, v], dim=-1)))
 
 
-class GatedCrossAttentionFusion(nn.Module):
-    """Flamingo-style gated cross-attention (an option, not part of MMIB).
-
-    ``t = t + tanh(a) * MHA(LN(t), V)``; ``t = t + tanh(b) * FFN(LN(t))`` with ``a = b = 0``
-    at initialisation, so the module starts as the identity on the text and learns how much
-    image to let in. Same call signature as :class:`CrossModalFusion`; the image is returned
-    unchanged.
-    """
-
-    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.1):
-        super().__init__()
-        self.norm_attn = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
-        self.norm_ffn = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(4 * dim, dim))
-        self.gate_attn = nn.Parameter(torch.zeros(1))
-        self.gate_ffn = nn.Parameter(torch.zeros(1))
-
-    def forward(self, text: torch.Tensor, text_mask: torch.Tensor | None, image: torch.Tensor,
-                image_mask: torch.Tensor | None = None) -> FusionOutput:
-        _check(text, image, "GatedCrossAttentionFusion")
-        t = text + torch.tanh(self.gate_attn) * _masked_attention(
-            self.attn, self.norm_attn(text), image, image_mask)
-        t = t + torch.tanh(self.gate_ffn) * self.ffn(self.norm_ffn(t))
-        return FusionOutput(t, image)
-
-
-__all__ = ["CrossModalFusion", "ConcatFusion", "GatedCrossAttentionFusion", "FusionOutput"]
+__all__ = ["CrossModalFusion", "ConcatFusion", "FusionOutput"]

@@ -9,7 +9,7 @@ of ``h``: ``r`` is chosen to *maximise* ``KL(p(h) || p(h + r))`` and the model t
 *minimises* ``KL(p(h).detach() || p(h + r.detach()))``. The whole graph is recomputed from the
 perturbed vectors, so a perturbation of one sample also moves its neighbours' outputs.
 
-Choices (PAPERS.md gives the formula, not these details):
+Choices (the MG-VMoE paper gives the formula, not these details):
 
 * ``context="mean"`` (default): the contexts are *weighted means*, ``pos_i = sum_j g_ij h_j /
   sum_j g_ij`` (and likewise for ``1 - g``), so the logits do not grow with the batch size.

@@ -92,7 +92,7 @@ class _SelfAttentionBlock(nn.Module):
 class VariationalEncoder(nn.Module):
     """Gaussian posterior ``q(z | x)`` over a sequence, with the reparameterisation trick.
 
-    ``attention=True`` (MMIB, PAPERS.md): the mean and the log-variance each come from their
+    ``attention=True`` (MMIB's refinement regularizer): the mean and the log-variance each come from their
     own multi-head self-attention block over the sequence (``LayerNorm(x + MHA(x))``),
     followed by a linear map to the latent size. ``attention=False``: a plain MLP
     (``Linear -> GELU -> Dropout`` trunk, then one linear map each for mean and

@@ -30,11 +30,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mmie.errors import ConfigError, DataError
+from mmie.inference.evaluate import config_for_data
+from mmie.inference.predictor import load
 from mmie.plots.figures import DPI, _save
+from mmie.tasks.zs import instance_label
+from mmie.training.data import MMIEDataModule, canonical_split
 
 ANNOTATE_MAX_CELLS = 400
 
@@ -112,8 +117,6 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- drawing
 def _label_colors(labels: list[str]) -> dict[str, Any]:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
     return {l: cmap(i % cmap.N) for i, l in enumerate(labels)}
 
@@ -186,10 +189,6 @@ def plot_embeddings(sample_xy: np.ndarray, gold: list[str], label_xy: np.ndarray
 
 
 # --------------------------------------------------------------------------- main entry
-def _split_key(split: str) -> str:
-    return "dev" if split in ("dev", "valid", "val") else split
-
-
 def plot_zero_shot(model_dir: str | Path, *, split: str = "test", data: str | None = None,
                    data_dir: str | None = None, out_dir: str | Path | None = None,
                    limit: int | None = None, batch_size: int = 64, device: str = "cpu",
@@ -213,41 +212,28 @@ def plot_zero_shot(model_dir: str | Path, *, split: str = "test", data: str | No
     ``zeroshot_<split>.json``. Raises :class:`ConfigError` for a model that is not MG-VMoE and
     :class:`DataError` for an empty split.
     """
-    from mmie.inference.evaluate import config_for_data
-    from mmie.inference.predictor import load
-    from mmie.tasks.zs import instance_label
-    from mmie.training.data import (Collator, ExampleDataset, compute_image_features,
-                                    load_examples, make_loader)
-
     model_dir = Path(model_dir)
     pred = load(model_dir, device=device)
     task, model = pred.task, pred.model
-    if not getattr(task, "zero_shot", False) or not hasattr(model, "moe") \
-            or not hasattr(model, "scorer"):
+    if pred.cfg.model.type != "mg_vmoe":
         raise ConfigError(f"{model_dir}: plot-zs needs an MG-VMoE zero-shot model; this one is "
                           f"model.type={pred.cfg.model.type!r}, task={task.name!r}")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be a positive number of instances, got {limit}")
     cfg = config_for_data(pred.cfg, data, data_dir)
-    key = _split_key(split)
-    pooled = {s: load_examples(cfg, s) for s in ("train", "dev", "test")}
-    parts = task.filter_splits(pooled)
-    if key not in parts:
-        raise ConfigError(f"unknown split {split!r}; expected train, dev or test")
-    examples = parts[key][:limit] if limit else parts[key]
-    if not examples:
+    key = canonical_split(split)
+    dm = MMIEDataModule(cfg, model.text, model.vision, task, splits=(key,), limit=limit)
+    dm.setup("test")
+    if not dm.report["instances"][key]:
         raise DataError(f"no {split} instances to plot (data set {cfg.data.name!r})")
-    report: dict[str, Any] = {"examples": len(examples)}
-    features, rows = None, None
-    if model.vision is not None:
-        features, kept = compute_image_features(cfg, model.vision, {key: examples}, report)
-        examples, rows = kept[key], features.rows[key]
-        if not examples:
-            raise DataError(f"every {split} instance was dropped by the image policy "
-                            f"({cfg.data.image_policy})")
-    dl = make_loader(ExampleDataset(examples, rows),
-                     Collator(task, model.text, cfg.data.max_length, features, phase=key),
-                     batch_size, False)
+    examples = dm.examples[key]
+    report: dict[str, Any] = {"examples": dm.report["instances"][key],
+                              **{k: dm.report[k] for k in ("images", "feature_cache")
+                                 if k in dm.report}}
+    if not examples:
+        raise DataError(f"every {split} instance was dropped by the image policy "
+                        f"({cfg.data.image_policy})")
+    dl = dm.loader(key, batch_size, group_by_length=False, num_workers=0)
 
     gold_labels = sorted({instance_label(ex) for ex in examples})
     li = {l: i for i, l in enumerate(gold_labels)}
@@ -311,7 +297,7 @@ def plot_zero_shot(model_dir: str | Path, *, split: str = "test", data: str | No
         plot_routing(gold_labels, text_routing, image_routing if has_image else None,
                      out / f"routing_{split}.png",
                      f"MG-VMoE expert routing per gold label: {what} "
-                     f"(n={len(examples)}, {E} experts, {cfg.model.gating} gating)", n_per),
+                     f"(n={len(examples)}, {E} experts, {cfg.model.mg_vmoe.gating} gating)", n_per),
         plot_embeddings(sample_xy, gold, label_xy, cands, out / f"embeddings_{split}.png",
                         f"Joint label space (PCA): {what}, accuracy {scores['accuracy']:.3f}"
                         + ("\n(label vectors shifted to the instances' centre; no score "
@@ -323,7 +309,7 @@ def plot_zero_shot(model_dir: str | Path, *, split: str = "test", data: str | No
 
     summary = {
         "model_dir": str(model_dir), "data": cfg.data.name, "split": split,
-        "n": len(examples), "task": task.name, "num_experts": E, "gating": cfg.model.gating,
+        "n": len(examples), "task": task.name, "num_experts": E, "gating": cfg.model.mg_vmoe.gating,
         "labels": gold_labels, "candidates": cands,
         "unseen_labels": list(task.split.unseen),
         "examples_per_label": n_per,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
-
 import torch
 
 from mmie.data.schema import Example, Span
+from mmie.data.tags import spans_to_tags, tags_to_spans
+from mmie.metrics.ner import entity_scores
 from mmie.tasks.base import Task
 
 
@@ -30,12 +30,19 @@ class NERTask(Task):
     def from_examples(cls, examples: list[Example]) -> "NERTask":
         return cls(bio_labels([s.label for ex in examples for s in ex.entities]))
 
-    def gold_tags(self, ex: Example) -> list[str]:
-        from mmie.data.tags import spans_to_tags
+    @classmethod
+    def from_data(cls, name, cfg, splits) -> "NERTask":
+        """BIO labels over the entity types of the train split."""
+        return cls.from_examples(splits["train"])
 
+    @classmethod
+    def from_dict(cls, d) -> "NERTask":
+        return cls(d["labels"])
+
+    def gold_tags(self, ex: Example) -> list[str]:
         return spans_to_tags(ex.entities, len(ex.tokens), scheme="BIO")
 
-    def collate(self, examples, text_encoder, max_length, with_labels=True):
+    def collate(self, examples, text_encoder, max_length, with_labels=True, phase="test"):
         enc = text_encoder.encode_words([ex.tokens for ex in examples], max_length=max_length,
                                         warn=False)
         batch = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask,
@@ -52,8 +59,6 @@ class NERTask(Task):
     def decode(self, examples, outputs):
         """Model outputs ``{"tags": [ids of the kept words], "scores": [per word]}`` ->
         ``{"tags": [...], "entities": [Span...]}``; words cut by truncation are tagged O."""
-        from mmie.data.tags import tags_to_spans
-
         preds = []
         for ex, out in zip(examples, outputs):
             ids = list(out["tags"])
@@ -69,8 +74,6 @@ class NERTask(Task):
         return preds
 
     def evaluate(self, examples, predictions):
-        from mmie.metrics.ner import entity_scores
-
         gold = [self.gold_tags(ex) for ex in examples]
         pred = [p["tags"] for p in predictions]
         scores = entity_scores(gold, pred)

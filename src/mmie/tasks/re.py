@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mmie.data.schema import Example
+from mmie.metrics.re import relation_scores
 from mmie.tasks.base import Task
 
 NONE_LABEL = "None"
@@ -20,7 +21,16 @@ class RETask(Task):
         labels.remove(NONE_LABEL)
         return cls([NONE_LABEL] + labels)
 
-    def collate(self, examples, text_encoder, max_length, with_labels=True):
+    @classmethod
+    def from_data(cls, name, cfg, splits) -> "RETask":
+        """``None`` first, then the relations of the train split, sorted."""
+        return cls.from_examples(splits["train"])
+
+    @classmethod
+    def from_dict(cls, d) -> "RETask":
+        return cls(d["labels"])
+
+    def collate(self, examples, text_encoder, max_length, with_labels=True, phase="test"):
         heads = [(ex.head.start, ex.head.end) for ex in examples]
         tails = [(ex.tail.start, ex.tail.end) for ex in examples]
         enc = text_encoder.encode_pair([ex.tokens for ex in examples], heads, tails,
@@ -37,8 +47,6 @@ class RETask(Task):
                 for o in outputs]
 
     def evaluate(self, examples, predictions):
-        from mmie.metrics.re import relation_scores
-
         return relation_scores([ex.relation for ex in examples],
                                [p["label"] for p in predictions], none_label=NONE_LABEL)
 

@@ -1,9 +1,10 @@
-"""Zero-shot multimodal entity typing and relation extraction (MG-VMoE protocol).
+"""The zero-shot task (MG-VMoE protocol): entity typing and relation extraction over labels
+scored by their names / descriptions.
 
 Labels are split into seen (train), validation (model selection) and unseen (test) labels
-(:mod:`mmie.tasks.zeroshot`); every instance goes with its label. Labels are embedded from
-their names / descriptions, which are inputs (a data file users can edit), never trained
-parameters, so any label can be scored at prediction time.
+(:mod:`mmie.tasks.zs_labels`); every instance goes with its label. Label texts are inputs (a
+data file users can edit), never trained parameters, so any label can be scored at
+prediction time. Scores: :mod:`mmie.metrics.zeroshot`.
 
 * ``typing``: one instance per mention (a post with several mentions gives several
   instances); the mention is wrapped in entity markers.
@@ -12,25 +13,17 @@ parameters, so any label can be scored at prediction time.
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from mmie.data.schema import Example
 from mmie.errors import ConfigError, DataError
+from mmie.metrics.zeroshot import generalized_metrics, zero_shot_metrics
 from mmie.tasks.base import Task
-from mmie.tasks.zeroshot import (ZeroShotSplit, generalized_metrics, leave_one_type_out,
-                                 split_relations, typing_fold, zero_shot_metrics)
-
-TWITTER_TYPES = {
-    "PER": ("person", "a named person, real or fictional"),
-    "LOC": ("location", "a named place such as a city, country, region or landmark"),
-    "ORG": ("organization", "a named company, team, institution, band or other organization"),
-    "OTHER": ("miscellaneous", "another named thing: an event, product, work or nationality"),
-    "MISC": ("miscellaneous", "another named thing: an event, product, work or nationality"),
-}
+from mmie.tasks.zs_labels import NONE_LABEL, ZeroShotSplit, class_balanced_weights, label_split
 
 PART_OF = {"train": "train", "dev": "val", "test": "test"}
 
@@ -81,44 +74,11 @@ class ZeroShotTask(Task):
                    calibration=d.get("calibration", 0.0))
 
     @classmethod
-    def from_config(cls, cfg, train: list[Example], splits: dict[str, list[Example]]) -> "ZeroShotTask":
-        from mmie.tasks.zeroshot import load_label_resource
-
-        every = [e for s in ("train", "dev", "test") for e in splits.get(s, [])]
-        if cfg.model.task == "re":
-            labels = sorted({ex.relation for ex in every} - {"None"})
-            n = len(labels)
-            n_seen = max(1, round(n * 8 / 22))
-            n_val = max(1, (n - n_seen) // 2)
-            split = split_relations(labels, cfg.data.zero_shot_seed, n_seen=n_seen, n_val=n_val,
-                                    n_unseen=n - n_seen - n_val)
-            res = load_label_resource(cfg.data.label_descriptions or "mnre_relations")
-            field = cfg.data.label_text
-            texts = {l: (res.text(l, field) if l in res.labels else relation_name(l))
-                     for l in split.all_labels}
-            return cls("zs_re", split, texts)
-        types = sorted({s.label for ex in every for s in ex.entities})
-        if cfg.data.held_out_type:
-            for key in ("held_out_type", "validation_type"):
-                value = getattr(cfg.data, key)
-                if value is not None and value not in types:
-                    raise ConfigError(f"data.{key}={value!r} is not one of the data's types "
-                                      f"{types}")
-            split = leave_one_type_out(types, cfg.data.held_out_type, cfg.data.validation_type)
-            resource = cfg.data.label_descriptions or (
-                _default_resource(cfg, "typing") if cfg.data.name == "synthetic" else None)
-            if resource:
-                res = load_label_resource(resource)
-                texts = {t: res.text(t, cfg.data.label_text) for t in types}
-            else:
-                texts = {t: twitter_type_text(t, cfg.data.label_text) for t in types}
-            return cls("typing", split, texts)
-        res = load_label_resource(cfg.data.label_descriptions or _default_resource(cfg, "typing"))
-        if len(res.groups) != 3:
-            raise ConfigError(f"{res.path}: entity typing needs three label groups")
-        split = typing_fold(cfg.data.zero_shot_fold, res.groups)
-        texts = {l: res.text(l, cfg.data.label_text) for l in split.all_labels}
-        return cls("typing", split, texts)
+    def from_data(cls, name, cfg, splits) -> "ZeroShotTask":
+        """The label split and texts of the run's config over the data's labels
+        (:func:`mmie.tasks.zs_labels.label_split`)."""
+        split, texts = label_split(name, cfg, splits)
+        return cls(name, split, texts)
 
     # ---- data -------------------------------------------------------------------------------
     def filter_splits(self, splits: dict[str, list[Example]], evaluation: bool = False):
@@ -127,7 +87,7 @@ class ZeroShotTask(Task):
         types, dev the seen and validation types (never the held-out type: model selection
         uses validation labels only), test the seen and held-out types."""
         pools = {s: expand_mentions(v) for s, v in splits.items()}
-        pools = {s: [e for e in v if instance_label(e) != "None"] for s, v in pools.items()}
+        pools = {s: [e for e in v if instance_label(e) != NONE_LABEL] for s, v in pools.items()}
         if self.split.generalized:
             out = {}
             for s, v in pools.items():
@@ -183,9 +143,7 @@ class ZeroShotTask(Task):
                   ) -> dict[str, float]:
         """Calibrated stacking: choose the constant on validation predictions (their raw
         ``logits``) and keep it (:attr:`calibration`). Returns what
-        :func:`~mmie.tasks.zeroshot.choose_calibration` found."""
-        from mmie.tasks.zeroshot import choose_calibration
-
+        :func:`choose_calibration` found."""
         if not self.split.generalized:
             raise ConfigError("calibrated stacking applies to generalised zero-shot only")
         found = choose_calibration([instance_label(e) for e in examples],
@@ -195,8 +153,6 @@ class ZeroShotTask(Task):
 
     def sampling_weights(self, examples: Sequence[Example]) -> list[float]:
         """Class-balanced sampling weights over the (seen) training labels: 1 / count."""
-        from mmie.tasks.zeroshot import class_balanced_weights
-
         return class_balanced_weights([instance_label(e) for e in examples])
 
     def label_text(self, label: str) -> str:
@@ -252,27 +208,53 @@ class ZeroShotTask(Task):
         return results
 
 
-def twitter_type_text(label: str, field: str = "name+description") -> str:
-    """The built-in text of a Twitter NER type (``TWITTER_TYPES``) for a label-text field."""
-    name, desc = TWITTER_TYPES.get(label, (label.lower(), label.lower()))
-    return {"name": name, "description": desc}.get(field, f"{name}: {desc}")
+# ---------------------------------------------------------------------------------------------
+# calibrated stacking (generalised zero-shot)
+def calibrated_predictions(logits: Sequence[Mapping[str, float]], seen: Iterable[str],
+                           gamma: float) -> list[str]:
+    """Calibrated stacking (Chao et al., 2016): the argmax of ``score - gamma`` for seen labels
+    and ``score`` for the others, per example (``logits``: candidate -> raw score)."""
+    seen = set(seen)
+    return [max(row, key=lambda c: row[c] - (gamma if c in seen else 0.0)) for row in logits]
 
 
-def relation_name(label: str) -> str:
-    """``/per/loc/place_of_residence`` -> ``place of residence`` (a label without a text)."""
-    return label.rstrip("/").split("/")[-1].replace("_", " ")
+def choose_calibration(gold: Sequence[str], logits: Sequence[Mapping[str, float]],
+                       seen: Iterable[str]) -> dict[str, float]:
+    """The constant ``gamma`` subtracted from the seen labels' scores that maximises, on
+    validation, the harmonic mean of the accuracy on seen-label and on other-label examples.
+
+    Accuracy is piecewise constant in ``gamma`` with steps where an example's best seen score
+    minus its best other score, ``d_i``, equals ``gamma``; the candidates are 0, the midpoints
+    between consecutive ``d_i`` and a point beyond each end. Ties go to the smallest
+    ``|gamma|``. Returns ``{"gamma", "h", "seen_acc", "unseen_acc", "h_at_0"}``.
+    Raises :class:`ConfigError` when the validation examples hold no seen or no other label.
+    """
+    seen = set(seen)
+    if len(gold) != len(logits):
+        raise ValueError(f"choose_calibration: {len(gold)} gold labels, {len(logits)} rows")
+    is_seen = np.array([g in seen for g in gold])
+    if is_seen.all() or not is_seen.any():
+        raise ConfigError("calibrated stacking needs validation examples of seen labels and of "
+                          "labels not seen in training (set data.validation_type)")
+    d, seen_ok, other_ok = [], [], []
+    for g, row in zip(gold, logits):
+        s_lab = max((c for c in row if c in seen), key=row.__getitem__)
+        o_lab = max((c for c in row if c not in seen), key=row.__getitem__)
+        d.append(row[s_lab] - row[o_lab])
+        seen_ok.append(s_lab == g)
+        other_ok.append(o_lab == g)
+    d, seen_ok, other_ok = np.array(d), np.array(seen_ok), np.array(other_ok)
+    u = np.unique(d)
+    cands = np.concatenate([[0.0, u[0] - 1.0, u[-1] + 1.0], (u[1:] + u[:-1]) / 2])
+    pred_seen = d[None, :] > cands[:, None]  # [C, N]: the seen label wins after the offset
+    correct = np.where(pred_seen, seen_ok[None, :], other_ok[None, :])
+    acc_s = correct[:, is_seen].mean(1)
+    acc_u = correct[:, ~is_seen].mean(1)
+    h = np.where(acc_s + acc_u > 0, 2 * acc_s * acc_u / np.maximum(acc_s + acc_u, 1e-12), 0.0)
+    best = max(range(len(cands)), key=lambda i: (round(float(h[i]), 12), -abs(cands[i])))
+    return {"gamma": float(cands[best]), "h": float(h[best]), "seen_acc": float(acc_s[best]),
+            "unseen_acc": float(acc_u[best]), "h_at_0": float(h[0])}
 
 
-def _default_resource(cfg, kind: str) -> str:
-    if cfg.data.name == "synthetic":
-        from mmie.data.paths import synthetic_dir
-
-        return str(synthetic_dir(cfg.data.synthetic_size, cfg.cache_dir) / ("typing/types.json" if kind == "typing" else "re/relations.json"))
-    if kind == "typing" and cfg.data.name == "photos_typing":  # its own label file
-        from mmie.data import catalog
-
-        return str(catalog.data_dir(cfg.data.data_dir) / "photos_typing" / "types.json")
-    return "mnre_relations" if kind == "re" else "wikidiverse_types"
-
-
-__all__ = ["ZeroShotTask", "expand_mentions", "instance_label", "random"]
+__all__ = ["ZeroShotTask", "calibrated_predictions", "choose_calibration", "expand_mentions",
+           "instance_label"]

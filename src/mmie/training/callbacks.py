@@ -48,7 +48,9 @@ def truncate_lines(path: Path, n: int) -> None:
 class JsonlLogger(L.Callback):
     """Writes ``metrics.jsonl`` (one row per epoch: the train means of every loss term,
     ``weighted/<term>`` = the term's mean times its loss weight, and dev metrics) and
-    ``steps.jsonl`` (every ``every_n_steps`` optimizer steps: each loss term)."""
+    ``steps.jsonl`` (every ``every_n_steps`` optimizer steps: each loss term), from an
+    :class:`~mmie.training.module.MMIELightningModule` (``last_terms``, ``epoch_means``,
+    ``epoch_weighted``, ``last_eval``)."""
 
     def __init__(self, run_dir: str | Path, every_n_steps: int = 10):
         self.run_dir = Path(run_dir)
@@ -78,7 +80,7 @@ class JsonlLogger(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not trainer.is_global_zero or (trainer.global_step - 1) % self.every:
             return
-        terms = getattr(pl_module, "last_terms", {})
+        terms = pl_module.last_terms
         row = {"step": trainer.global_step, "epoch": trainer.current_epoch + 1}
         row.update({f"train/{k}": v for k, v in terms.items()})
         append_jsonl(self.run_dir / "steps.jsonl", row)
@@ -93,9 +95,9 @@ class JsonlLogger(L.Callback):
         if opt is not None:
             row["lr"] = opt.param_groups[0]["lr"]
         row.update({f"train/{k}": v for k, v in pl_module.epoch_means().items()})
-        if hasattr(pl_module, "epoch_weighted"):  # each term's contribution to train/loss
-            row.update({f"weighted/{k}": v for k, v in pl_module.epoch_weighted().items()})
-        ev = getattr(pl_module, "last_eval", {}) or {}
+        # each term's contribution to train/loss
+        row.update({f"weighted/{k}": v for k, v in pl_module.epoch_weighted().items()})
+        ev = pl_module.last_eval
         if ev.get("split") == "dev":
             for k, v in ev["scores"].items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):

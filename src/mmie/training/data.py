@@ -1,4 +1,6 @@
-"""From a run config to batches: read the splits, attach cached image features, collate.
+"""From a run config to batches: read the splits, turn them into the task's instances, attach
+cached image features, collate. :class:`MMIEDataModule` is that path, shared by training,
+evaluation and the plots.
 
 Image features of a frozen vision encoder are computed once per image (content hash +
 encoder identity) by :class:`mmie.encoders.cache.FeatureCache`; every training run after the
@@ -13,11 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+import torch.distributed as dist
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mmie import registry
 from mmie.config import RunConfig
+from mmie.data import catalog, paths
+from mmie.data.images import ImageLoader
 from mmie.data.schema import Example
+from mmie.encoders.cache import FeatureCache
+from mmie.encoders.regions import training_object_features
+from mmie.encoders.token_cache import TokenCache
+from mmie.encoders.vision import pool_regions
 from mmie.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -25,16 +37,17 @@ log = logging.getLogger(__name__)
 SPLIT_ALIASES = {"train": ("train",), "dev": ("dev", "valid", "val"), "test": ("test",)}
 
 
-def default_cache_dir(cfg: RunConfig | None = None) -> Path:
-    from mmie.data.paths import default_cache_dir as _d
+def canonical_split(split: str) -> str:
+    """``valid`` / ``val`` -> ``dev``; other names unchanged."""
+    return next((k for k, v in SPLIT_ALIASES.items() if split in v), split)
 
-    return _d(cfg.cache_dir if cfg is not None else None)
+
+def default_cache_dir(cfg: RunConfig | None = None) -> Path:
+    return paths.default_cache_dir(cfg.cache_dir if cfg is not None else None)
 
 
 def synthetic_dir(cfg: RunConfig) -> Path:
-    from mmie.data.paths import synthetic_dir as _s
-
-    return _s(cfg.data.synthetic_size, cfg.cache_dir)
+    return paths.synthetic_dir(cfg.data.synthetic_size, cfg.cache_dir)
 
 
 def dataset_source(cfg: RunConfig) -> tuple[str, Path | None]:
@@ -52,8 +65,6 @@ def read_task(cfg: RunConfig) -> str | None:
 
 
 def load_examples(cfg: RunConfig, split: str) -> list[Example]:
-    from mmie.data import catalog
-
     name, data_dir = dataset_source(cfg)
     last: Exception | None = None
     for alias in SPLIT_ALIASES.get(split, (split,)):
@@ -69,8 +80,6 @@ def load_examples(cfg: RunConfig, split: str) -> list[Example]:
 
 
 def image_dir_for(cfg: RunConfig, split: str) -> Path | None:
-    from mmie.data import catalog
-
     if cfg.data.image_dir:
         return Path(cfg.data.image_dir)
     name, data_dir = dataset_source(cfg)
@@ -101,16 +110,11 @@ class ImageFeatures:
         return rows != self.blank_row
 
 
-from mmie.encoders.vision import pool_regions  # noqa: E402  (re-exported)
-
 
 def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Example]],
                            report: dict[str, Any]) -> tuple[ImageFeatures, dict]:
     """Load every split's images under the policy, encode them through the feature cache,
     and drop examples whose image is skipped. Returns features and the kept examples."""
-    from mmie.data.images import ImageLoader
-    from mmie.encoders.cache import FeatureCache
-
     cache = FeatureCache(default_cache_dir(cfg) / "features", vision)
     keys: list[tuple[str, Any]] = []
     key_row: dict[str, int] = {}
@@ -132,8 +136,6 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
             if img is None and cfg.data.image_policy == "skip":
                 continue
             if img is None:
-                from PIL import Image
-
                 img = Image.new("RGB", (224, 224), (128, 128, 128))
                 loader.counts["blank"] = loader.counts.get("blank", 0) + 1
             # identical pictures (every blank image) share one cache entry and one row
@@ -149,8 +151,6 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
     glob, regions = cache.get_or_compute(keys)
     report["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
     regions = pool_regions(regions.float(), cfg.model.region_grid)
-    from mmie.encoders.regions import training_object_features
-
     objects = training_object_features(cfg, vision, keys, default_cache_dir(cfg), report)
     if cfg.data.regions == "objects":
         regions = None
@@ -183,8 +183,6 @@ class Collator:
         self.task = task
         self.phase = phase
         if cache_tokens:
-            from mmie.encoders.token_cache import TokenCache
-
             text_encoder = TokenCache(text_encoder)
         self.text_encoder = text_encoder
         self.max_length = max_length
@@ -193,8 +191,7 @@ class Collator:
     def __call__(self, items):
         idx = [i for i, _, _ in items]
         exs = [e for _, e, _ in items]
-        kw = {"phase": self.phase} if getattr(self.task, "zero_shot", False) else {}
-        batch = self.task.collate(exs, self.text_encoder, self.max_length, **kw)
+        batch = self.task.collate(exs, self.text_encoder, self.max_length, phase=self.phase)
         batch["index"] = torch.tensor(idx, dtype=torch.long)
         if self.features is not None:
             rows = torch.tensor([r for _, _, r in items], dtype=torch.long)
@@ -209,8 +206,6 @@ class Collator:
 
 def _dist_info() -> tuple[int, int]:
     """``(rank, world_size)`` of the initialised process group, else ``(0, 1)``."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -370,3 +365,114 @@ def count_truncated(text_encoder, examples: list[Example], max_length: int,
                                         warn=False)
         n += enc.n_truncated
     return n
+
+
+class MMIEDataModule(L.LightningDataModule):
+    """Examples -> the task's instances -> image features (through the feature cache) ->
+    loaders: the one data path of training, evaluation and the plots.
+
+    Args:
+        cfg: the run config (data set, image policy, lengths, batch sizes, seed).
+        text_encoder: batches are tokenised with it.
+        vision_encoder: image features are computed (or read from the cache) with it;
+            ``None`` for models that read no image.
+        task: the task of a saved model; ``None`` builds a new one from the data
+            (:func:`mmie.registry.new_task`, training).
+        splits: the splits to serve (``valid`` / ``val`` are ``dev``). Zero-shot tasks read
+            every split, as their instances are partitioned by label over all of them.
+        count_truncation: count the posts longer than ``data.max_length`` (training reports
+            it).
+        limit: keep only the first ``limit`` instances of each split (after the task's
+            partition).
+        cache_tokens: tokenise each post once (loaders that see the same posts every epoch;
+            see :class:`Collator`).
+        pin_memory: pinned host memory for the batches (training on a CUDA device).
+
+    :meth:`setup` does the work once; afterwards ``examples[split]`` holds the instances,
+    ``task`` the task and ``report`` what was read, kept and cached.
+    """
+
+    def __init__(self, cfg: RunConfig, text_encoder, vision_encoder=None, task=None, *,
+                 splits: tuple[str, ...] = ("train", "dev", "test"),
+                 count_truncation: bool = False, limit: int | None = None,
+                 cache_tokens: bool = False, pin_memory: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.text_encoder = text_encoder
+        self.vision_encoder = vision_encoder
+        self.task = task
+        self.splits = tuple(dict.fromkeys(canonical_split(s) for s in splits))
+        self.count_truncation = count_truncation
+        self.limit = limit
+        self.cache_tokens = cache_tokens
+        self.pin_memory = pin_memory
+        self.examples: dict[str, list[Example]] = {}
+        self.rows: dict[str, list[int] | None] = {}
+        self.features: ImageFeatures | None = None
+        self.report: dict[str, Any] = {}
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:  # Lightning calls setup for fit, validate and test alike
+            return
+        cfg = self.cfg
+        zero_shot = (registry.TASK_TYPES[registry.task_name(cfg.model.type, cfg.model.task)]
+                     .zero_shot if self.task is None else self.task.zero_shot)
+        read = ("train", "dev", "test") if zero_shot or self.task is None else self.splits
+        splits = {s: load_examples(cfg, s) for s in read}
+        self.report["examples"] = {s: len(v) for s, v in splits.items()}
+        if self.task is None:
+            self.task = registry.new_task(cfg, splits)
+        splits = self.task.filter_splits(splits)
+        missing = [s for s in self.splits if s not in splits]
+        if missing:
+            raise ConfigError(f"unknown split {missing[0]!r}; expected train, dev or test")
+        splits = {s: splits[s][:self.limit] if self.limit else splits[s] for s in self.splits}
+        self.report["instances"] = {s: len(v) for s, v in splits.items()}
+        if self.count_truncation:
+            self.report["truncated"] = {s: count_truncated(self.text_encoder, v, cfg.data.max_length)
+                                        for s, v in splits.items()}
+            if any(self.report["truncated"].values()):
+                log.warning("posts longer than data.max_length=%d sub-tokens (cut words are "
+                            "predicted 'O' / a window around the mentions is kept): %s",
+                            cfg.data.max_length, self.report["truncated"])
+        self.rows = {s: None for s in splits}
+        if self.vision_encoder is not None:
+            self.features, splits = compute_image_features(cfg, self.vision_encoder, splits,
+                                                           self.report)
+            self.rows = self.features.rows
+        self.report["examples_used"] = {s: len(v) for s, v in splits.items()}
+        self.examples = splits
+        self._ready = True
+
+    def loader(self, split: str, batch_size: int, shuffle: bool = False,
+               group_by_length: bool = True, num_workers: int | None = None,
+               weights: list[float] | None = None) -> ResumableLoader:
+        """A resumable loader over ``split``'s instances (see :func:`make_loader`;
+        ``num_workers`` defaults to ``trainer.num_workers``; ``weights``: weighted sampling
+        with replacement when shuffling)."""
+        self.setup()
+        split = canonical_split(split)
+        tc = self.cfg.trainer
+        collate = Collator(self.task, self.text_encoder, self.cfg.data.max_length,
+                           self.features, phase=split, cache_tokens=self.cache_tokens)
+        return make_loader(ExampleDataset(self.examples[split], self.rows[split]), collate,
+                           batch_size, shuffle,
+                           tc.num_workers if num_workers is None else num_workers, self.cfg.seed,
+                           group_by_length=group_by_length,
+                           bucket_batches=tc.length_bucketing if shuffle else 0,
+                           pin_memory=self.pin_memory, weights=weights)
+
+    def train_dataloader(self) -> ResumableLoader:
+        """Shuffled training batches; the task's sampling weights (class-balanced over the
+        seen labels for zero-shot tasks) unless ``data.class_balanced=false``."""
+        self.setup()
+        weights = (self.task.sampling_weights(self.examples["train"])
+                   if self.cfg.data.class_balanced is not False else None)
+        return self.loader("train", self.cfg.trainer.batch_size, shuffle=True, weights=weights)
+
+    def val_dataloader(self) -> ResumableLoader:
+        return self.loader("dev", self.cfg.trainer.eval_batch_size)
+
+    def test_dataloader(self) -> ResumableLoader:
+        return self.loader("test", self.cfg.trainer.eval_batch_size)

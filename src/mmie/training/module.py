@@ -4,12 +4,14 @@ logging and dev-set model selection, on CPU, one GPU or DDP alike."""
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
+from transformers import get_linear_schedule_with_warmup
 
 from mmie.config import RunConfig
 
@@ -171,8 +173,6 @@ class MMIELightningModule(L.LightningModule):
             L.seed_everything(self.cfg.seed + rank, workers=True, verbose=False)
             return
         if saved["world_size"] != world:
-            import warnings
-
             warnings.warn(f"checkpoint was written by {saved['world_size']} processes, resuming "
                           f"with {world}: the random streams are reseeded (resume not exact)")
             L.seed_everything(self.cfg.seed + rank + 7919 * int(self.global_step), verbose=False)
@@ -249,8 +249,6 @@ class MMIELightningModule(L.LightningModule):
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
-        from transformers import get_linear_schedule_with_warmup
-
         tc = self.cfg.trainer
         opt = adamw(param_groups(self.model, tc), self.device, self.trainer.precision)
         total = max(1, int(self.trainer.estimated_stepping_batches))

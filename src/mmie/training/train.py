@@ -24,11 +24,20 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from transformers import BertConfig, ResNetConfig
 
+from mmie import registry
 from mmie.config import RunConfig
+from mmie.encoders.text import TextEncoder
+from mmie.encoders.vision import build_vision_encoder
 from mmie.errors import ConfigError, MMIEError
 from mmie.logs import quiet_lightning_warnings
+from mmie.models.factory import build_model, save_pretrained
+from mmie.training.callbacks import JsonlLogger
+from mmie.training.data import MMIEDataModule
+from mmie.training.module import MMIELightningModule
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +49,7 @@ TINY_VISION = "random:tiny-resnet"
 def build_encoders(cfg: RunConfig, uses_image: bool):
     """The configured encoders. ``random:tiny-bert`` / ``random:tiny-resnet`` build tiny
     randomly initialised BERT / ResNet encoders (tests, smoke runs; no download)."""
-    from mmie.encoders.text import TextEncoder
-
     if cfg.model.text_encoder == TINY_TEXT:
-        from transformers import BertConfig
-
         text = TextEncoder("minilm", config=BertConfig(
             vocab_size=30530, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=512))
@@ -53,11 +58,7 @@ def build_encoders(cfg: RunConfig, uses_image: bool):
         text = TextEncoder(cfg.model.text_encoder)
     vision = None
     if uses_image:
-        from mmie.encoders.vision import build_vision_encoder
-
         if cfg.model.vision_encoder == TINY_VISION:
-            from transformers import ResNetConfig
-
             vision = build_vision_encoder(TINY_VISION, config=ResNetConfig(
                 embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_channels=3),
                 pretrained=False)
@@ -67,8 +68,6 @@ def build_encoders(cfg: RunConfig, uses_image: bool):
 
 
 def _cuda_training(accelerator: str) -> bool:
-    import torch
-
     return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
 
@@ -80,8 +79,6 @@ def resolve_precision(precision: str, accelerator: str, strategy: str = "auto") 
     forked workers cannot inherit (set ``trainer.precision`` explicitly there)."""
     if precision != "auto":
         return precision
-    import torch
-
     on_gpu = _cuda_training(accelerator)
     if not on_gpu or "fork" in strategy or "notebook" in strategy:
         return "32-true"
@@ -93,22 +90,7 @@ def resolve_precision(precision: str, accelerator: str, strategy: str = "auto") 
 
 
 def model_uses_image(cfg: RunConfig) -> bool:
-    return cfg.model.type not in ("text", "label_sim")
-
-
-def make_task(cfg: RunConfig, train_examples, eval_examples):
-    from mmie.tasks.ner import NERTask
-    from mmie.tasks.re import RETask
-
-    if cfg.model.task == "ner":
-        return NERTask.from_examples(train_examples)
-    from mmie.config import ZERO_SHOT_TYPES
-
-    if cfg.model.task == "re" and cfg.model.type not in ZERO_SHOT_TYPES:
-        return RETask.from_examples(train_examples)
-    from mmie.tasks.zs import ZeroShotTask
-
-    return ZeroShotTask.from_config(cfg, train_examples, eval_examples)
+    return registry.model_type(cfg.model.type).uses_image
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -214,14 +196,6 @@ def train(cfg: RunConfig, *, resume: bool = False,
     """Train, select on dev, test, save; returns ``summary.json``'s contents. ``callbacks``
     are added to the Lightning trainer's (e.g. :class:`~mmie.training.progress.EpochLines`
     for the demo's one line per epoch)."""
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    from mmie.models.factory import build_model, save_pretrained
-    from mmie.training.callbacks import JsonlLogger
-    from mmie.training.data import (Collator, ExampleDataset, compute_image_features,
-                                    count_truncated, load_examples, make_loader)
-    from mmie.training.module import MMIELightningModule
-
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.output_dir)
@@ -240,48 +214,19 @@ def train(cfg: RunConfig, *, resume: bool = False,
                 (out / stale).unlink(missing_ok=True)
         cfg.save(out / "config.yaml")
 
-    uses_image = model_uses_image(cfg)
-    text, vision = build_encoders(cfg, uses_image)
-    splits = {s: load_examples(cfg, s) for s in ("train", "dev", "test")}
-    report: dict[str, Any] = {"examples": {s: len(v) for s, v in splits.items()}}
-    task = make_task(cfg, splits["train"], splits)
-    splits = task.filter_splits(splits) if hasattr(task, "filter_splits") else splits
-    report["truncated"] = {s: count_truncated(text, v, cfg.data.max_length)
-                           for s, v in splits.items()}
-    if any(report["truncated"].values()):
-        log.warning("posts longer than data.max_length=%d sub-tokens (cut words are predicted "
-                    "'O' / a window around the mentions is kept): %s", cfg.data.max_length,
-                    report["truncated"])
-    features = None
-    rows = {s: None for s in splits}
-    if uses_image:
-        features, splits = compute_image_features(cfg, vision, splits, report)
-        rows = features.rows
-    report["examples_used"] = {s: len(v) for s, v in splits.items()}
+    text, vision = build_encoders(cfg, model_uses_image(cfg))
+    # every epoch (and dev evaluation) sees the same posts: tokenise each once
+    data = MMIEDataModule(cfg, text, vision, count_truncation=True, cache_tokens=True,
+                          pin_memory=_cuda_training(cfg.trainer.accelerator))
+    data.setup("fit")
+    task, report = data.task, data.report
     log.info("data: %s", report)
 
     model = build_model(cfg.model, task, text, vision)
     tc = cfg.trainer
 
-    def loader(split: str, bs: int, shuffle: bool):
-        # every epoch (and dev evaluation) sees the same posts: tokenise each once
-        collate = Collator(task, text, cfg.data.max_length, features, phase=split,
-                           cache_tokens=True)
-        return make_loader(ExampleDataset(splits[split], rows[split]), collate, bs, shuffle,
-                           tc.num_workers, cfg.seed, group_by_length=True,
-                           bucket_batches=tc.length_bucketing if shuffle else 0,
-                           pin_memory=_cuda_training(tc.accelerator),
-                           weights=train_weights if shuffle else None)
-
-    train_weights = None  # class-balanced sampling over the seen labels (zero-shot)
-    if hasattr(task, "sampling_weights") and cfg.data.class_balanced is not False:
-        train_weights = task.sampling_weights(splits["train"])
-
-    train_dl = loader("train", tc.batch_size, True)
-    dev_dl = loader("dev", tc.eval_batch_size, False)
-    test_dl = loader("test", tc.eval_batch_size, False)
-
-    module = MMIELightningModule(model, task, cfg, {"dev": splits["dev"], "test": splits["test"]})
+    module = MMIELightningModule(model, task, cfg,
+                                 {"dev": data.examples["dev"], "test": data.examples["test"]})
     monitor = f"dev/{task.monitor}"
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True,
@@ -305,7 +250,7 @@ def train(cfg: RunConfig, *, resume: bool = False,
     if resume and start is None:
         log.warning("--resume: no checkpoint in %s; training from scratch", out / "checkpoints")
     with quiet_lightning_warnings():  # notices about mmie's deliberate set-up (see mmie.logs)
-        trainer.fit(module, train_dl, dev_dl, ckpt_path=str(start) if start else None)
+        trainer.fit(module, datamodule=data, ckpt_path=str(start) if start else None)
     train_seconds = time.perf_counter() - t0
 
     best_path = ckpt.best_model_path or str(last)
@@ -314,16 +259,16 @@ def train(cfg: RunConfig, *, resume: bool = False,
     best_epoch = _best_epoch(out / "metrics.jsonl", monitor)
 
     with quiet_lightning_warnings():  # notices about mmie's deliberate set-up (see mmie.logs)
-        trainer.validate(module, dev_dl, verbose=False)
+        trainer.validate(module, datamodule=data, verbose=False)
         calibration = None
-        if cfg.model.calibrated_stacking:  # the constant is chosen on validation, then applied
+        if cfg.model.mg_vmoe.calibrated_stacking:  # the constant is chosen on validation, applied
             calibration = task.calibrate(module.last_eval["examples"],
                                          module.last_eval["predictions"])
-            trainer.validate(module, dev_dl, verbose=False)
+            trainer.validate(module, datamodule=data, verbose=False)
         dev_eval = eval_payload(module, cfg, "dev", task)
         if calibration is not None:
             dev_eval["calibration"] = calibration
-        trainer.test(module, test_dl, verbose=False)
+        trainer.test(module, datamodule=data, verbose=False)
         test_eval = eval_payload(module, cfg, "test", task)
         if calibration is not None:
             test_eval["calibration_gamma"] = calibration["gamma"]

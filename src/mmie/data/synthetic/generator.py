@@ -1,13 +1,6 @@
-"""A small synthetic multimodal data set whose labels need the picture (a demo and a test bed).
-
-:func:`generate` writes, in the real data sets' own formats::
-
-    OUT_DIR/ner/{train,valid,test}.txt        CoNLL: IMGID:<id>, token<TAB>BIO tag, blank line
-    OUT_DIR/re/mnre_{train,val,test}.txt      MNRE: one Python-literal dict per line
-    OUT_DIR/typing/{train,valid,test}.jsonl   MFIGER-style JSON lines (zero-shot typing)
-    OUT_DIR/typing/types.json                 the 12 types: name, description, group, attributes
-    OUT_DIR/images/<id>.png                   one picture per post
-    OUT_DIR/summary.json                      counts, ceilings and chance levels
+"""The synthetic data set's posts and pictures: a small multimodal set whose labels need the
+picture (a demo and a test bed). :mod:`mmie.data.synthetic.files` writes them in the real
+data sets' formats (:func:`mmie.data.synthetic.generate`).
 
 How the labels depend on text and picture
 -----------------------------------------
@@ -47,7 +40,8 @@ is). :func:`text_only_ceiling` computes, on a split, the best score of any predi
 function of that context (and is told the gold mention boundaries): each context predicts its
 majority label, and for entity F1 (and RE F1 without ``None``) it may also abstain, chosen to
 maximise F1 exactly. It is an optimistic bound for any text-only model, since names carry no
-information. :func:`generate` reports it per split; by design it stays under 0.60 (about
+information. :func:`~mmie.data.synthetic.generate` reports it per split; by design it stays
+under 0.60 (about
 0.46-0.48 entity F1, 0.42-0.46 RE accuracy, 0.51 RE F1 at the default sizes).
 
 Everything is seeded: the same ``seed`` and sizes give byte-identical text files and
@@ -58,15 +52,9 @@ identical image pixels. Split ``s`` of task ``t`` draws its text and labels from
 
 from __future__ import annotations
 
-import argparse
-import ast
 import functools
-import io
-import json
 import math
 import re
-import sys
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -76,16 +64,17 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
+from mmie.data.readers import read_conll, read_mnre, sniff_format
 from mmie.data.schema import Example, Relation, Span
 from mmie.data.tokenize import split_words
 from mmie.errors import DataError
 
-__all__ = ["generate", "text_only_ceiling", "ner_text_only_ceiling", "re_text_only_ceiling",
-           "best_f1_with_abstention", "NER_TYPES", "NER_CUES", "RE_LABELS", "RE_CUES",
-           "TYPING_TYPES", "COLOURS", "main"]
+__all__ = ["Post", "gen_ner", "gen_re", "gen_typing", "render", "post_rng", "text_only_ceiling",
+           "ner_text_only_ceiling", "re_text_only_ceiling", "best_f1_with_abstention",
+           "NER_TYPES", "NER_CUES", "RE_LABELS", "RE_CUES", "TYPING_TYPES", "COLOURS", "SPLITS"]
 
 SPLITS = ("train", "valid", "test")
-_RE_SPLIT_FILE = {"train": "train", "valid": "val", "test": "test"}
+RE_SPLIT_FILE = {"train": "train", "valid": "val", "test": "test"}
 
 #: Saturated RGB colours of the cues.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -356,7 +345,7 @@ def _grids(size: int) -> tuple[np.ndarray, Image.Image]:
             Image.fromarray((stripes * 255).astype(np.uint8)))
 
 
-def _render(rng: np.random.Generator, size: int, cues: Sequence[_Cue]) -> Image.Image:
+def render(rng: np.random.Generator, size: int, cues: Sequence[_Cue]) -> Image.Image:
     """Draw one picture: a light background of jittered colour with a gentle gradient, the
     cues, then small distractor dots in random colours."""
     s = float(size)
@@ -393,45 +382,47 @@ def _render(rng: np.random.Generator, size: int, cues: Sequence[_Cue]) -> Image.
     return pic
 
 
-class _ImageWriter:
-    """Renders and saves the pictures of one split from its own random stream, so that the
-    text files do not depend on whether pictures are written."""
-
-    def __init__(self, rng: np.random.Generator, size: int, img_dir: Path):
-        self.rng, self.size, self.dir = rng, size, img_dir
-
-    def write(self, image_id: str, cues: Sequence[_Cue]) -> None:
-        buf = io.BytesIO()
-        _render(self.rng, self.size, cues).save(buf, format="PNG", compress_level=1)
-        (self.dir / f"{image_id}.png").write_bytes(buf.getvalue())
-
-
 # --------------------------------------------------------------------------------------------
 # The three tasks
 # --------------------------------------------------------------------------------------------
-def _rng(seed: int, task: int, split: int, stream: int) -> np.random.Generator:
+@dataclass
+class Post:
+    """One generated post: its words, its mentions (``spans``, word offsets ``[start, end)``)
+    with their names, its labels (NER: one type per mention; RE: the relation; typing: the
+    type) and the cues its picture shows."""
+
+    id: str
+    tokens: list[str]
+    spans: list[tuple[int, int]]
+    names: list[str]
+    labels: list[str]
+    cues: list[_Cue]
+
+    def example(self, task: str) -> Example:
+        """The post as the reader of its file gives it back (``ner`` or ``re``)."""
+        if task == "re":
+            (hs, he), (ts, te) = self.spans
+            return Example(self.id, self.tokens, image=f"{self.id}.png",
+                           entities=[Span(hs, he, "head"), Span(ts, te, "tail")],
+                           relations=[Relation(0, 1, self.labels[0])])
+        return Example(self.id, self.tokens, image=self.id,
+                       entities=[Span(s, e, l) for (s, e), l in zip(self.spans, self.labels)])
+
+
+def post_rng(seed: int, task: int, split: int, stream: int) -> np.random.Generator:
     """Stream 0 draws the text and labels of a split, stream 1 its pictures."""
     return np.random.default_rng(np.random.SeedSequence([seed, task, split, stream]))
 
 
-def _bio(n: int, spans: Sequence[tuple[int, int]], labels: Sequence[str]) -> list[str]:
-    tags = ["O"] * n
-    for (s, e), lab in zip(spans, labels):
-        tags[s] = f"B-{lab}"
-        for i in range(s + 1, e):
-            tags[i] = f"I-{lab}"
-    return tags
-
-
-def _gen_ner(rng: np.random.Generator, n: int, split: str, size: int,
-             images: _ImageWriter | None) -> tuple[str, dict[str, Any]]:
+def gen_ner(rng: np.random.Generator, n: int, split: str) -> tuple[list[Post], dict[str, Any]]:
+    """``n`` NER posts of ``split`` and their counts."""
     kinds = _Bag(_weighted(_NER_KIND_WEIGHTS), rng)
     tbags = {k: _Bag(range(len(v)), rng) for k, v in _NER_TEMPLATES.items()}
     lbags: dict[tuple[str, int], _Bag] = {}
     nt = len(NER_TYPES)
     pair_rounds = [[(NER_TYPES[a], NER_TYPES[(a + r) % nt]) for a in range(nt)]
                    for r in range(1, nt)]
-    out: list[str] = []
+    out: list[Post] = []
     stats: Counter[str] = Counter()
     for i in range(n):
         pid = f"ner_{split}_{i:05d}"
@@ -451,33 +442,30 @@ def _gen_ner(rng: np.random.Generator, n: int, split: str, size: int,
                     labels.append(lbags[key].draw())
                 else:
                     labels.append(slot)
-        tokens, spans = _fill(template, _names(rng, len(slots)))
+        names = _names(rng, len(slots))
+        tokens, spans = _fill(template, names)
         order = sorted(range(len(spans)), key=lambda k: spans[k][0])
         if len(spans) == 2:
             regions = {order[0]: "left", order[1]: "right"}
         else:
             regions = {0: "left" if rng.random() < 0.5 else "right"}
         cues = [_Cue(*NER_CUES[labels[k]], region=regions[k]) for k in range(len(spans))]
-        if images is not None:
-            images.write(pid, cues)
-        out.append(f"IMGID:{pid}")
-        out.extend(f"{t}\t{g}" for t, g in zip(tokens, _bio(len(tokens), spans, labels)))
-        out.append("")
+        out.append(Post(pid, tokens, spans, names, labels, cues))
         stats["posts"] += 1
         stats["entities"] += len(spans)
         stats["text_cued_mentions"] += sum(s != "?" for s in slots)
         stats["two_ambiguous_mention_posts"] += kind == "n2"
         for lab in labels:
             stats[f"entities_{lab}"] += 1
-    return "\n".join(out) + "\n", dict(stats)
+    return out, dict(stats)
 
 
-def _gen_re(rng: np.random.Generator, n: int, split: str, size: int,
-            images: _ImageWriter | None) -> tuple[str, dict[str, Any]]:
+def gen_re(rng: np.random.Generator, n: int, split: str) -> tuple[list[Post], dict[str, Any]]:
+    """``n`` RE posts (one head/tail pair each) of ``split`` and their counts."""
     kinds = _Bag(_weighted(_RE_KIND_WEIGHTS), rng)
     tbags = {k: _Bag(range(len(v)), rng) for k, v in _RE_TEMPLATES.items()}
     lbags: dict[int, _Bag] = {}
-    lines: list[str] = []
+    posts: list[Post] = []
     stats: Counter[str] = Counter()
     for i in range(n):
         pid = f"re_{split}_{i:05d}"
@@ -488,118 +476,33 @@ def _gen_re(rng: np.random.Generator, n: int, split: str, size: int,
             lbags.setdefault(ti, _Bag(RE_LABELS, rng))
             rel = lbags[ti].draw()
         names = _names(rng, 2)
-        tokens, ((hs, he), (ts, te)) = _fill(template, names)
-        if images is not None:
-            images.write(pid, [_Cue(*RE_CUES[rel], region="center")])
-        d = {"token": tokens, "h": {"name": names[0], "pos": [hs, he]},
-             "t": {"name": names[1], "pos": [ts, te]}, "img_id": f"{pid}.png", "relation": rel}
-        lines.append(repr(d))
+        tokens, spans = _fill(template, names)
+        posts.append(Post(pid, tokens, spans, names, [rel],
+                          [_Cue(*RE_CUES[rel], region="center")]))
         stats["instances"] += 1
         stats["text_cued"] += kind == "cued"
         stats[f"relation_{rel}"] += 1
-    return "\n".join(lines) + "\n", dict(stats)
+    return posts, dict(stats)
 
 
-def _gen_typing(rng: np.random.Generator, n: int, split: str, size: int,
-                images: _ImageWriter | None) -> tuple[str, dict[str, Any]]:
+def gen_typing(rng: np.random.Generator, n: int, split: str) -> tuple[list[Post], dict[str, Any]]:
+    """``n`` zero-shot typing posts (one mention each) of ``split`` and their counts."""
     types = _Bag(range(len(TYPING_TYPES)), rng)
     tbag = _Bag(range(len(_TYPING_TEMPLATES)), rng)
-    lines: list[str] = []
+    posts: list[Post] = []
     stats: Counter[str] = Counter()
     for i in range(n):
         pid = f"typing_{split}_{i:05d}"
         t = TYPING_TYPES[types.draw()]
-        tokens, [(s, e)] = _fill(_TYPING_TEMPLATES[tbag.draw()], _names(rng, 1))
+        template = _TYPING_TEMPLATES[tbag.draw()]
+        names = _names(rng, 1)
+        tokens, spans = _fill(template, names)
         a = t["attributes"]
         cue = _Cue(a["shape"], a["colour"], region=a["position"], texture=a["texture"])
-        if images is not None:
-            images.write(pid, [cue])
-        d = {"id": pid, "tokens": tokens, "image": f"{pid}.png",
-             "annotations": [{"mention_id": f"{pid}_0", "labels": [t["name"]], "start": s,
-                              "end": e}]}
-        lines.append(json.dumps(d, ensure_ascii=False))
+        posts.append(Post(pid, tokens, spans, names, [t["name"]], [cue]))
         stats["posts"] += 1
         stats[f"group_{t['group']}"] += 1
-    return "\n".join(lines) + "\n", dict(stats)
-
-
-def _write(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8", newline="\n")
-
-
-def generate(out_dir: str | Path, *, seed: int = 0, n_train: int = 600, n_valid: int = 150,
-             n_test: int = 150, image_size: int = 128, images: bool = True) -> dict[str, Any]:
-    """Write the synthetic data set to ``out_dir`` (see the module docstring) and return a
-    summary: counts per task and split, text-only ceilings per split, chance levels, time.
-
-    Every one of the three tasks gets ``n_train`` / ``n_valid`` / ``n_test`` posts per split.
-    ``images=False`` skips the pictures (the text files come out the same). Existing files of
-    the same names are overwritten; nothing else is removed.
-    """
-    t0 = time.perf_counter()
-    sizes = {"train": n_train, "valid": n_valid, "test": n_test}
-    for k, v in sizes.items():
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise DataError(f"n_{k} must be a positive integer, got {v!r}", field=f"n_{k}")
-    if not isinstance(image_size, (int, np.integer)) or image_size < 32:
-        raise DataError(f"image_size must be an integer >= 32, got {image_size!r}",
-                        field="image_size")
-    out = Path(out_dir)
-    dirs = {name: out / name for name in ("ner", "re", "typing", "images")}
-    for name, p in dirs.items():
-        if images or name != "images":
-            p.mkdir(parents=True, exist_ok=True)
-
-    def writer(task: int, split: int) -> _ImageWriter | None:
-        if not images:
-            return None
-        return _ImageWriter(_rng(seed, task, split, 1), image_size, dirs["images"])
-
-    counts: dict[str, dict[str, Any]] = {"ner": {}, "re": {}, "typing": {}}
-    ceilings: dict[str, dict[str, float]] = {"ner_f1": {}, "re_accuracy": {}, "re_f1": {}}
-    pooled: dict[str, float] = {}
-    for si, split in enumerate(SPLITS):
-        text, st = _gen_ner(_rng(seed, 0, si, 0), sizes[split], split, image_size,
-                            writer(0, si))
-        _write(dirs["ner"] / f"{split}.txt", text)
-        counts["ner"][split] = st
-        exs = _read_conll(dirs["ner"] / f"{split}.txt")
-        ceilings["ner_f1"][split] = ner_text_only_ceiling(exs)
-        # A pooled image vector tells which types are present but not where: in a post with
-        # two neutral mentions of different types it can only guess the assignment (1/2).
-        pooled[split] = 1.0 - st.get("two_ambiguous_mention_posts", 0) / st["entities"]
-
-        text, st = _gen_re(_rng(seed, 1, si, 0), sizes[split], split, image_size,
-                           writer(1, si))
-        path = dirs["re"] / f"mnre_{_RE_SPLIT_FILE[split]}.txt"
-        _write(path, text)
-        counts["re"][split] = st
-        exs = _read_mnre(path)
-        ceilings["re_accuracy"][split] = re_text_only_ceiling(exs, metric="accuracy")
-        ceilings["re_f1"][split] = re_text_only_ceiling(exs, metric="f1")
-
-        text, st = _gen_typing(_rng(seed, 2, si, 0), sizes[split], split, image_size,
-                               writer(2, si))
-        _write(dirs["typing"] / f"{split}.jsonl", text)
-        counts["typing"][split] = st
-    _write(dirs["typing"] / "types.json",
-           json.dumps(TYPING_TYPES, indent=2, ensure_ascii=False) + "\n")
-
-    summary: dict[str, Any] = {
-        "seed": seed, "image_size": image_size, "sizes": sizes, "counts": counts,
-        "text_only_ceiling": ceilings,
-        "pooled_image_ceiling_ner_f1": pooled,
-        "chance": {"typing_zero_shot_within_group": 0.25, "typing_generalized_all_12": 1 / 12,
-                   "ner_type_of_ambiguous_mention": 0.25,
-                   "re_relation_of_ambiguous_instance": 1 / len(RE_LABELS)},
-        "cues": {"ner": NER_CUES, "re": RE_CUES,
-                 "regions": "two mentions: first (text order) left half, second right half; "
-                            "one mention: a random half"},
-        "images": sum(sizes.values()) * 3 if images else 0,
-    }
-    _write(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
-    return summary
+    return posts, dict(stats)
 
 
 # --------------------------------------------------------------------------------------------
@@ -684,7 +587,7 @@ def text_only_ceiling(source: str | Path | Sequence[Example], *, task: str | Non
                       split: str = "test", metric: str | None = None) -> float:
     """The best score any text-only predictor can reach on a split (see the module docstring).
 
-    ``source`` is a CoNLL file, an MNRE file, a directory (the output of :func:`generate`, or
+    ``source`` is a CoNLL file, an MNRE file, a directory (the output of ``generate``, or
     its ``ner`` / ``re`` folder; ``split`` picks the file), or a list of
     :class:`~mmie.data.schema.Example` (with relations: RE, else NER). ``metric``: entity
     ``f1`` for NER; ``accuracy`` (default) or ``f1`` for RE.
@@ -696,8 +599,8 @@ def text_only_ceiling(source: str | Path | Sequence[Example], *, task: str | Non
                 raise DataError(f"unknown split {split!r}; expected one of {SPLITS}",
                                 field="split")
             ner_f = [p / f"{split}.txt", p / "ner" / f"{split}.txt"]
-            re_f = [p / f"mnre_{_RE_SPLIT_FILE[split]}.txt",
-                    p / "re" / f"mnre_{_RE_SPLIT_FILE[split]}.txt"]
+            re_f = [p / f"mnre_{RE_SPLIT_FILE[split]}.txt",
+                    p / "re" / f"mnre_{RE_SPLIT_FILE[split]}.txt"]
             cands = ([] if task == "re" else ner_f) + ([] if task == "ner" else re_f)
             found = [f for f in cands if f.is_file()]
             if not found:
@@ -705,8 +608,8 @@ def text_only_ceiling(source: str | Path | Sequence[Example], *, task: str | Non
                                 f"{', '.join(str(f) for f in cands)})", path=p)
             p = found[0]
         if task is None:
-            task = "ner" if _first_line(p).startswith("IMGID:") else "re"
-        examples: Sequence[Example] = _read_conll(p) if task == "ner" else _read_mnre(p)
+            task = "ner" if sniff_format(p) == "conll" else "re"
+        examples: Sequence[Example] = (read_conll(p) if task == "ner" else read_mnre(p)).examples
     else:
         examples = list(source)
         if task is None:
@@ -720,100 +623,3 @@ def text_only_ceiling(source: str | Path | Sequence[Example], *, task: str | Non
     raise DataError(f"unknown task {task!r}; expected 'ner' or 're'", field="task")
 
 
-# --------------------------------------------------------------------------------------------
-# Minimal readers of the generated files (the full readers live in mmie.data.readers)
-# --------------------------------------------------------------------------------------------
-def _first_line(path: Path) -> str:
-    from mmie.data.io import iter_lines
-
-    for _, line in iter_lines(path):
-        if line.strip():
-            return line.strip()
-    raise DataError("file is empty", path=path)
-
-
-def _read_conll(path: Path) -> list[Example]:
-    """CoNLL with ``IMGID:`` lines; an I- tag after O or another type opens a span."""
-    from mmie.data.io import iter_lines
-
-    examples: list[Example] = []
-    cur: dict[str, Any] | None = None
-
-    def flush() -> None:
-        nonlocal cur
-        if cur and cur["tokens"]:
-            spans, start, typ = [], None, None
-            for i, tag in enumerate(cur["tags"] + ["O"]):
-                inside = tag.startswith("I-") and typ == tag[2:]
-                if start is not None and not inside:
-                    spans.append(Span(start, i, typ))
-                    start, typ = None, None
-                if tag[:2] in ("B-", "I-") and not inside:
-                    start, typ = i, tag[2:]
-            examples.append(Example(cur["id"], cur["tokens"], image=cur["id"], entities=spans))
-        cur = None
-
-    for lineno, line in iter_lines(path):
-        if line.startswith("IMGID:"):
-            flush()
-            cur = {"id": line[6:].strip(), "tokens": [], "tags": []}
-        elif not line.strip():
-            flush()
-        else:
-            parts = line.split("\t")
-            if len(parts) != 2:
-                raise DataError(f"expected token<TAB>tag, got {line!r}", path=path, line=lineno)
-            if cur is None:
-                cur = {"id": f"{path.stem}-{len(examples)}", "tokens": [], "tags": []}
-            cur["tokens"].append(parts[0])
-            cur["tags"].append(parts[1].strip())
-    flush()
-    return examples
-
-
-def _read_mnre(path: Path) -> list[Example]:
-    from mmie.data.io import iter_lines
-
-    examples = []
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            d = ast.literal_eval(line)
-            h, t = d["h"]["pos"], d["t"]["pos"]
-            examples.append(Example(str(d.get("img_id", lineno)), list(d["token"]),
-                                    image=d.get("img_id"),
-                                    entities=[Span(h[0], h[1], "head"), Span(t[0], t[1], "tail")],
-                                    relations=[Relation(0, 1, str(d["relation"]))]))
-        except (ValueError, SyntaxError, KeyError, TypeError, IndexError) as e:
-            raise DataError(f"not an MNRE line ({type(e).__name__}: {e})", path=path,
-                            line=lineno) from None
-    return examples
-
-
-# --------------------------------------------------------------------------------------------
-# Command line: python -m mmie.data.synthetic OUT_DIR [--seed N] [--n-train N] ...
-# --------------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    """Generate the data set and print the summary as JSON."""
-    ap = argparse.ArgumentParser(prog="python -m mmie.data.synthetic",
-                                 description="Write mmie's synthetic multimodal demo data set.")
-    ap.add_argument("out_dir")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-train", type=int, default=600)
-    ap.add_argument("--n-valid", type=int, default=150)
-    ap.add_argument("--n-test", type=int, default=150)
-    ap.add_argument("--image-size", type=int, default=128)
-    a = ap.parse_args(argv)
-    try:
-        summary = generate(a.out_dir, seed=a.seed, n_train=a.n_train, n_valid=a.n_valid,
-                           n_test=a.n_test, image_size=a.image_size)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2, ensure_ascii=False))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

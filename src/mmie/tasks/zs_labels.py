@@ -1,10 +1,12 @@
-"""The zero-shot protocol: label splits, label texts and metrics (MG-VMoE, Zhou et al. 2025).
+"""Zero-shot label sets: the seen / validation / unseen split of the labels, and the texts
+labels are embedded from.
 
 Labels, not examples, are split: every instance of a label goes with its label.
 
 * Relations (MNRE without ``None``: 22 relations): :func:`split_relations` shuffles the sorted
   unique labels with ``random.Random(seed)`` and cuts 8 seen (train) / 7 validation / 7 unseen
-  (test). Run at least 5 seeds (DECISIONS.md).
+  (test). Some relations have only 7 to 12 instances, so results need several seeds (at
+  least 5).
 * Entity types (the WikiDiverse-derived set, 12 types in three fixed groups of 4):
   :func:`typing_fold` rotates the groups, fold ``f`` = seen ``G[f]``, val ``G[f+1]``, unseen
   ``G[f+2]`` (mod 3): fold 0 = G1/G2/G3, fold 1 = G2/G3/G1, fold 2 = G3/G1/G2.
@@ -12,12 +14,13 @@ Labels, not examples, are split: every instance of a label goes with its label.
   over all 4 candidates (generalised zero-shot); the held-out type is the test label only.
   Model selection never sees its labels: by default it uses the dev posts of the seen types;
   with a ``validation`` type, that type is held out of training as well and validated on
-  (which also lets calibrated stacking choose its constant, :func:`choose_calibration`).
+  (which also lets calibrated stacking choose its constant,
+  :func:`mmie.tasks.zs.choose_calibration`).
 
 Label texts are inputs (the text encoder reads them), loaded from JSON resources shipped in
-``mmie/resources`` (:func:`load_label_resource`). Metrics (:func:`zero_shot_metrics`) are
-accuracy, macro precision / recall / F1 over the evaluated labels and micro F1; with gold and
-predictions confined to those labels, micro F1 equals accuracy.
+``mmie/resources`` (:func:`load_label_resource`) or a user's file; :func:`label_split` builds
+a run's split and label texts from its config. The zero-shot task itself is
+:mod:`mmie.tasks.zs`, its metrics :mod:`mmie.metrics.zeroshot`.
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from mmie.data import catalog
+from mmie.data.paths import synthetic_dir
 from mmie.errors import ConfigError, DataError
 
-T = TypeVar("T")
+if TYPE_CHECKING:  # typing only
+    from mmie.config import RunConfig
+    from mmie.data.schema import Example
 
 #: the dataset's negative relation, never a zero-shot label
 NONE_LABEL = "None"
@@ -165,61 +172,6 @@ def leave_one_type_out(types: Sequence[str], held_out: str,
     return ZeroShotSplit(seen, val, (held_out,), generalized=True)
 
 
-def filter_examples(examples: Iterable[T], labels: Iterable[str],
-                    label_of: Callable[[T], str | None]) -> list[T]:
-    """The examples whose ``label_of(example)`` is in ``labels`` (order kept)."""
-    keep = set(labels)
-    return [ex for ex in examples if label_of(ex) in keep]
-
-
-def calibrated_predictions(logits: Sequence[Mapping[str, float]], seen: Iterable[str],
-                           gamma: float) -> list[str]:
-    """Calibrated stacking (Chao et al., 2016): the argmax of ``score - gamma`` for seen labels
-    and ``score`` for the others, per example (``logits``: candidate -> raw score)."""
-    seen = set(seen)
-    return [max(row, key=lambda c: row[c] - (gamma if c in seen else 0.0)) for row in logits]
-
-
-def choose_calibration(gold: Sequence[str], logits: Sequence[Mapping[str, float]],
-                       seen: Iterable[str]) -> dict[str, float]:
-    """The constant ``gamma`` subtracted from the seen labels' scores that maximises, on
-    validation, the harmonic mean of the accuracy on seen-label and on other-label examples.
-
-    Accuracy is piecewise constant in ``gamma`` with steps where an example's best seen score
-    minus its best other score, ``d_i``, equals ``gamma``; the candidates are 0, the midpoints
-    between consecutive ``d_i`` and a point beyond each end. Ties go to the smallest
-    ``|gamma|``. Returns ``{"gamma", "h", "seen_acc", "unseen_acc", "h_at_0"}``.
-    Raises :class:`ConfigError` when the validation examples hold no seen or no other label.
-    """
-    import numpy as np
-
-    seen = set(seen)
-    if len(gold) != len(logits):
-        raise ValueError(f"choose_calibration: {len(gold)} gold labels, {len(logits)} rows")
-    is_seen = np.array([g in seen for g in gold])
-    if is_seen.all() or not is_seen.any():
-        raise ConfigError("calibrated stacking needs validation examples of seen labels and of "
-                          "labels not seen in training (set data.validation_type)")
-    d, seen_ok, other_ok = [], [], []
-    for g, row in zip(gold, logits):
-        s_lab = max((c for c in row if c in seen), key=row.__getitem__)
-        o_lab = max((c for c in row if c not in seen), key=row.__getitem__)
-        d.append(row[s_lab] - row[o_lab])
-        seen_ok.append(s_lab == g)
-        other_ok.append(o_lab == g)
-    d, seen_ok, other_ok = np.array(d), np.array(seen_ok), np.array(other_ok)
-    u = np.unique(d)
-    cands = np.concatenate([[0.0, u[0] - 1.0, u[-1] + 1.0], (u[1:] + u[:-1]) / 2])
-    pred_seen = d[None, :] > cands[:, None]  # [C, N]: the seen label wins after the offset
-    correct = np.where(pred_seen, seen_ok[None, :], other_ok[None, :])
-    acc_s = correct[:, is_seen].mean(1)
-    acc_u = correct[:, ~is_seen].mean(1)
-    h = np.where(acc_s + acc_u > 0, 2 * acc_s * acc_u / np.maximum(acc_s + acc_u, 1e-12), 0.0)
-    best = max(range(len(cands)), key=lambda i: (round(float(h[i]), 12), -abs(cands[i])))
-    return {"gamma": float(cands[best]), "h": float(h[best]), "seen_acc": float(acc_s[best]),
-            "unseen_acc": float(acc_u[best]), "h_at_0": float(h[0])}
-
-
 def class_balanced_weights(example_labels: Sequence[str]) -> list[float]:
     """Per-example sampling weights ``1 / count(label)`` (for class-balanced sampling over the
     seen labels, e.g. with ``torch.utils.data.WeightedRandomSampler``)."""
@@ -328,68 +280,80 @@ def load_label_descriptions(path_or_resource: str | Path,
 
 
 # ---------------------------------------------------------------------------------------------
-# metrics
-def _safe_div(a: float, b: float) -> float:
-    return a / b if b else 0.0
+# a run's label split and texts
+TWITTER_TYPES = {
+    "PER": ("person", "a named person, real or fictional"),
+    "LOC": ("location", "a named place such as a city, country, region or landmark"),
+    "ORG": ("organization", "a named company, team, institution, band or other organization"),
+    "OTHER": ("miscellaneous", "another named thing: an event, product, work or nationality"),
+    "MISC": ("miscellaneous", "another named thing: an event, product, work or nationality"),
+}
 
 
-def zero_shot_metrics(gold: Sequence[str], pred: Sequence[str],
-                      labels: Sequence[str] | None = None) -> dict[str, float]:
-    """Accuracy, macro P / R / F1 over ``labels`` (default: the gold labels present) and
-    micro F1 over the same labels.
+def twitter_type_text(label: str, field: str = "name+description") -> str:
+    """The built-in text of a Twitter NER type (``TWITTER_TYPES``) for a label-text field."""
+    name, desc = TWITTER_TYPES.get(label, (label.lower(), label.lower()))
+    return {"name": name, "description": desc}.get(field, f"{name}: {desc}")
 
-    Per label: P = tp / #pred, R = tp / #gold, F1 their harmonic mean (0 when undefined);
-    macro = unweighted mean over ``labels``. Micro F1 counts only gold and predicted labels in
-    ``labels``; with everything in ``labels`` it equals accuracy.
+
+def relation_name(label: str) -> str:
+    """``/per/loc/place_of_residence`` -> ``place of residence`` (a label without a text)."""
+    return label.rstrip("/").split("/")[-1].replace("_", " ")
+
+
+def default_resource(cfg: "RunConfig", kind: str) -> str:
+    """The label-text resource of a run without ``data.label_descriptions``: the generated
+    synthetic set's own file, the photo benchmark's ``types.json``, else the shipped MNRE
+    relations / WikiDiverse types."""
+    if cfg.data.name == "synthetic":
+        folder = synthetic_dir(cfg.data.synthetic_size, cfg.cache_dir)
+        return str(folder / ("typing/types.json" if kind == "typing" else "re/relations.json"))
+    if kind == "typing" and cfg.data.name == "photos_typing":  # its own label file
+        return str(catalog.data_dir(cfg.data.data_dir) / "photos_typing" / "types.json")
+    return "mnre_relations" if kind == "re" else "wikidiverse_types"
+
+
+def label_split(kind: str, cfg: "RunConfig", splits: dict[str, list["Example"]]
+                ) -> tuple[ZeroShotSplit, dict[str, str]]:
+    """The label split and label texts of a run (``kind``: ``zs_re`` or ``typing``) over the
+    labels found in every split of the data; texts are the ``data.label_text`` field.
+
+    * ``zs_re``: the MNRE relation folds (``data.zero_shot_seed``), 8/22 of the labels seen
+      and the rest halved into validation and unseen.
+    * ``typing`` with ``data.held_out_type``: leave-one-type-out over the data's types
+      (``data.validation_type`` held out of training too, for validation).
+    * ``typing`` otherwise: fold ``data.zero_shot_fold`` of the three label groups of the
+      label resource.
     """
-    if len(gold) != len(pred):
-        raise ValueError(f"zero_shot_metrics: {len(gold)} gold labels but {len(pred)} "
-                         "predictions")
-    labels = sorted(set(gold)) if labels is None else list(dict.fromkeys(labels))
-    tp: Counter[str] = Counter()
-    n_gold: Counter[str] = Counter(gold)
-    n_pred: Counter[str] = Counter(pred)
-    for g, p in zip(gold, pred):
-        if g == p:
-            tp[g] += 1
-    ps, rs, fs = [], [], []
-    for l in labels:
-        p_l = _safe_div(tp[l], n_pred[l])
-        r_l = _safe_div(tp[l], n_gold[l])
-        ps.append(p_l)
-        rs.append(r_l)
-        fs.append(_safe_div(2 * p_l * r_l, p_l + r_l))
-    k = len(labels)
-    tp_all = sum(tp[l] for l in labels)
-    micro_p = _safe_div(tp_all, sum(n_pred[l] for l in labels))
-    micro_r = _safe_div(tp_all, sum(n_gold[l] for l in labels))
-    return {
-        "accuracy": _safe_div(sum(tp.values()), len(gold)),
-        "macro_p": _safe_div(sum(ps), k),
-        "macro_r": _safe_div(sum(rs), k),
-        "macro_f1": _safe_div(sum(fs), k),
-        "micro_f1": _safe_div(2 * micro_p * micro_r, micro_p + micro_r),
-        "n": float(len(gold)),
-    }
-
-
-def harmonic_mean(seen_acc: float, unseen_acc: float) -> float:
-    """``H = 2 * seen * unseen / (seen + unseen)`` (0 when both are 0)."""
-    return _safe_div(2 * seen_acc * unseen_acc, seen_acc + unseen_acc)
-
-
-def generalized_metrics(gold: Sequence[str], pred: Sequence[str], seen: Iterable[str],
-                        unseen: Iterable[str]) -> dict[str, float]:
-    """Generalised zero-shot: accuracy on the examples of seen and of unseen gold labels
-    (predictions scored over all candidates) and their harmonic mean."""
-    if len(gold) != len(pred):
-        raise ValueError(f"generalized_metrics: {len(gold)} gold labels but {len(pred)} "
-                         "predictions")
-    seen, unseen = set(seen), set(unseen)
-
-    def acc(part: set[str]) -> float:
-        pairs = [(g, p) for g, p in zip(gold, pred) if g in part]
-        return _safe_div(sum(g == p for g, p in pairs), len(pairs))
-
-    s, u = acc(seen), acc(unseen)
-    return {"seen_acc": s, "unseen_acc": u, "h": harmonic_mean(s, u)}
+    every = [e for s in ("train", "dev", "test") for e in splits.get(s, [])]
+    field = cfg.data.label_text
+    if kind == "zs_re":
+        labels = sorted({ex.relation for ex in every} - {NONE_LABEL})
+        n = len(labels)
+        n_seen = max(1, round(n * 8 / 22))
+        n_val = max(1, (n - n_seen) // 2)
+        split = split_relations(labels, cfg.data.zero_shot_seed, n_seen=n_seen, n_val=n_val,
+                                n_unseen=n - n_seen - n_val)
+        res = load_label_resource(cfg.data.label_descriptions or "mnre_relations")
+        texts = {l: (res.text(l, field) if l in res.labels else relation_name(l))
+                 for l in split.all_labels}
+        return split, texts
+    types = sorted({s.label for ex in every for s in ex.entities})
+    if cfg.data.held_out_type:
+        for key, value in (("held_out_type", cfg.data.held_out_type),
+                           ("validation_type", cfg.data.validation_type)):
+            if value is not None and value not in types:
+                raise ConfigError(f"data.{key}={value!r} is not one of the data's types "
+                                  f"{types}")
+        split = leave_one_type_out(types, cfg.data.held_out_type, cfg.data.validation_type)
+        resource = cfg.data.label_descriptions or (
+            default_resource(cfg, "typing") if cfg.data.name == "synthetic" else None)
+        if resource:
+            res = load_label_resource(resource)
+            return split, {t: res.text(t, field) for t in types}
+        return split, {t: twitter_type_text(t, field) for t in types}
+    res = load_label_resource(cfg.data.label_descriptions or default_resource(cfg, "typing"))
+    if len(res.groups) != 3:
+        raise ConfigError(f"{res.path}: entity typing needs three label groups")
+    split = typing_fold(cfg.data.zero_shot_fold, res.groups)
+    return split, {l: res.text(l, field) for l in split.all_labels}
