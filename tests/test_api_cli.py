@@ -364,10 +364,10 @@ DEMO_NOISE = ["LeafSpec", "module(s) in eval mode", "litlogger", "litmodels", "T
               "INFO", "Warning", "Ca n't"]
 
 
-def test_demo_output_is_quiet(tmp_path, capfd):
+def test_demo_output_is_quiet(tmp_path, capfd, tiny_cache):
     import warnings
 
-    from test_training_e2e import CACHE
+    CACHE = tiny_cache
 
     out = tmp_path / "demo"
     capfd.readouterr()
@@ -394,8 +394,8 @@ def test_demo_output_is_quiet(tmp_path, capfd):
         image=str(CACHE / "synthetic-n60-seed0" / "images" / "ner_test_00000.png"))
 
 
-def test_demo_verbose_brings_the_detail_back(tmp_path, capsys, caplog):
-    from test_training_e2e import CACHE
+def test_demo_verbose_brings_the_detail_back(tmp_path, capsys, caplog, tiny_cache):
+    CACHE = tiny_cache
 
     out = tmp_path / "demo"
     with caplog.at_level("INFO"):

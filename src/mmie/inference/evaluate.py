@@ -65,7 +65,7 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     """
     # the training data path (examples -> cached image features -> loader); imports Lightning,
     # which prediction alone never needs
-    from mmie.training.data import MMIEDataModule
+    from mmie.training.data import MMIEDataModule, load_examples
 
     pred = load(model_dir, device=device)
     cfg = config_for_data(pred.cfg, data, data_dir, image_dir)
@@ -75,12 +75,12 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     task, model = pred.task, pred.model
     # zero-shot instances go with their label, pooled over the data set's splits (as in
     # training), so the same instances are scored here as in the run's eval_test.json
+    if not task.zero_shot:  # before any picture is read: a model of another task says so
+        check_task_fits(task.name, load_examples(cfg, split), cfg.data.name, split, model_dir)
     dm = MMIEDataModule(cfg, model.text, model.vision, task, splits=(split,))
     dm.setup("test")
     key = dm.splits[0]
     examples = dm.examples[key]
-    if not task.zero_shot:
-        check_task_fits(task.name, examples, cfg.data.name, split, model_dir)
     report: dict[str, Any] = {"examples": dm.report["instances"][key],
                               **{k: dm.report[k] for k in ("images", "feature_cache")
                                  if k in dm.report}}
