@@ -220,9 +220,10 @@ def test_yaml_off_is_a_string_not_a_boolean(tmp_path):
     cfg = load_config(None, ["model.type=mg_vmoe", "model.task=re", "model.vat=off"])
     assert cfg.model.mg_vmoe.vat == "off"
     p = tmp_path / "c.yaml"
-    p.write_text("model:\n  type: mg_vmoe\n  task: typing\n  vat: off\n  refinement: false\n")
-    cfg = load_config(p)
-    assert cfg.model.mg_vmoe.vat == "off" and cfg.model.mmib.refinement is False
+    p.write_text("model:\n  type: mg_vmoe\n  task: typing\n  vat: off\n")
+    assert load_config(p).model.mg_vmoe.vat == "off"
+    p.write_text("model:\n  type: mmib\n  refinement: false\n")
+    assert load_config(p).model.mmib.refinement is False
     assert load_config(None, ["model.alignment=False"]).model.mmib.alignment is False
     with pytest.raises(ConfigError, match="model.refinement' expects bool"):
         load_config(None, ["model.refinement=no"])
@@ -266,19 +267,28 @@ def test_every_recipe_sets_what_it_writes(name):
 
 
 def test_method_options_live_in_their_section_flat_and_nested_alike(tmp_path):
-    flat = load_config(None, ["model.refinement=false", "model.beta_align=0.5",
-                              "model.num_experts=4", "model.vat=power"])
-    nested = load_config(None, ["model.mmib.refinement=false", "model.mmib.beta_align=0.5",
-                                "model.mg_vmoe.num_experts=4", "model.mg_vmoe.vat=power"])
-    for cfg in (flat, nested):
+    mm = ["model.type=mmib"]
+    mg = ["model.type=mg_vmoe", "model.task=typing"]
+    flat_mm = load_config(None, mm + ["model.refinement=false", "model.beta_align=0.5"])
+    nested_mm = load_config(None, mm + ["model.mmib.refinement=false",
+                                        "model.mmib.beta_align=0.5"])
+    flat_mg = load_config(None, mg + ["model.num_experts=4", "model.vat=power"])
+    nested_mg = load_config(None, mg + ["model.mg_vmoe.num_experts=4", "model.mg_vmoe.vat=power"])
+    for cfg in (flat_mm, nested_mm):
         assert cfg.model.mmib == MMIBConfig(refinement=False, beta_align=0.5)
+        assert cfg.model.mg_vmoe == MGVMoEConfig()
+    for cfg in (flat_mg, nested_mg):
         assert cfg.model.mg_vmoe == MGVMoEConfig(num_experts=4, vat="power")
+        assert cfg.model.mmib == MMIBConfig()
     # written flat, as before: a saved config reloads to the same sections
-    d = flat.to_dict()["model"]
-    assert d["refinement"] is False and d["num_experts"] == 4 and "mmib" not in d
-    assert config_from_dict(flat.to_dict()).model == flat.model
-    flat.save(tmp_path / "c.yaml")
-    assert load_config(tmp_path / "c.yaml").model == flat.model
+    for i, flat in enumerate((flat_mm, flat_mg)):
+        d = flat.to_dict()["model"]
+        assert "mmib" not in d and "mg_vmoe" not in d
+        assert config_from_dict(flat.to_dict()).model == flat.model
+        flat.save(tmp_path / f"c{i}.yaml")
+        assert load_config(tmp_path / f"c{i}.yaml").model == flat.model
+    assert flat_mm.to_dict()["model"]["refinement"] is False
+    assert flat_mg.to_dict()["model"]["num_experts"] == 4
 
 
 def test_section_keys_are_unique_and_cannot_shadow_shared_keys():
@@ -333,3 +343,20 @@ def test_cli_train_help_lists_the_registry(capsys):
     assert [r[0] for r in rows] == ["text", "fusion", "mmib", "mg_vmoe", "label_sim"]
     assert [r[-1] for r in rows if r[-1].endswith(".*]")] == ["model.mmib.*]", "model.mg_vmoe.*]",
                                                                "model.mg_vmoe.*]"]
+
+
+def test_another_methods_options_are_refused():
+    """An MG-VMoE option on an MMIB run (or any method option on a baseline) would do nothing:
+    it is an error naming the key and the model types that read it."""
+    from mmie.config import load_config
+    from mmie.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.type=mmib does not read the mg_vmoe options "
+                                          r"\(model.num_experts\).*mg_vmoe"):
+        load_config(None, ["model.type=mmib", "model.num_experts=3"])
+    with pytest.raises(ConfigError, match=r"model.refinement"):
+        load_config(None, ["model.type=fusion", "model.refinement=false"])
+    assert load_config(None, ["model.type=mg_vmoe", "model.task=typing", "model.num_experts=3"]
+                       ).model.mg_vmoe.num_experts == 3
+    with pytest.raises(ConfigError, match="data.boxes_file"):
+        load_config(None, ["model.type=mmib", "data.boxes_file=b.jsonl"])

@@ -222,7 +222,7 @@ class RunConfig:
         tmp.replace(path)
 
     def validate(self) -> "RunConfig":
-        registry.model_type(self.model.type)
+        spec = registry.model_type(self.model.type)
         _choice("model.task", self.model.task, registry.CONFIG_TASKS)
         _choice("model.fusion", self.model.fusion, ("cross", "concat"))
         _choice("model.alignment_estimator", self.model.mmib.alignment_estimator,
@@ -265,6 +265,18 @@ class RunConfig:
         registry.check_model_task(self.model.type, self.model.task)
         if self.trainer.batch_size < 1 or self.trainer.grad_accum < 1:
             raise ConfigError("trainer.batch_size and trainer.grad_accum must be >= 1")
+        # another method's options would be silently ignored: refuse them
+        for sec, cls in (("mmib", MMIBConfig), ("mg_vmoe", MGVMoEConfig)):
+            if sec != spec.options and getattr(self.model, sec) != cls():
+                changed = sorted(k for k in _fields(cls)
+                                 if getattr(getattr(self.model, sec), k) != getattr(cls(), k))
+                raise ConfigError(
+                    f"model.type={self.model.type} does not read the {sec} options "
+                    f"({', '.join('model.' + k for k in changed)}); remove them or use a model "
+                    f"type that reads them ({', '.join(t for t in registry.MODEL_TYPES if registry.model_type(t).options == sec)})")
+        if self.data.boxes_file and self.data.regions == "grid":
+            raise ConfigError("data.boxes_file is read only with data.regions=objects or both "
+                              "(data.regions=grid uses no boxes)")
         return self
 
 
