@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CPU_SETS = ["data.name=synthetic", "data.synthetic_size=200", "data.max_length=48",
-            "data.limit_train=160", "data.limit_eval=40", "model.type=mmib", "model.task=ner",
+CPU_SETS = ["data.name=synthetic", "data.synthetic_size=400", "data.max_length=48",
+            "data.limit_train=320", "data.limit_eval=40", "model.type=mmib", "model.task=ner",
             "model.text_encoder=random:tiny-bert", "model.vision_encoder=random:tiny-resnet",
             "trainer.batch_size=8", "trainer.eval_batch_size=20", "trainer.patience=50",
             # emissions at head_lr and larger rates: the tiny model then predicts spans
@@ -81,7 +81,8 @@ def run_one(a, n: int, work: Path) -> dict:
                 "posts_per_s": round(posts / loop, 2), "timing": tm,
                 "train_seconds": s["train_seconds"], "total_seconds": s["total_seconds"],
                 "dev_f1": s["dev"].get("f1"), "test_f1": s["test"].get("f1"),
-                "test": s["test"], "lr_scale": s.get("lr_scale"), "device": s["device"]})
+                "test": s["test"], "lr_scale": s.get("lr_scale"), "ddp": s.get("ddp"),
+                "device": s["device"]})
     return row
 
 
