@@ -179,3 +179,43 @@ def test_bad_inputs(enc, tmp_path):
         FeatureCache(tmp_path / "cache", trainable)
     g, r = cache.get_or_compute([])
     assert g.shape == (0, 256) and r.shape == (0, 4, 256)
+
+
+def test_compute_device_moves_the_encoder_there_and_back(images, tmp_path, monkeypatch):
+    """With a compute device the encoder goes there for the missing features and comes back;
+    without one (the default) it stays where it is, GPU present or not; batches: 32 on the
+    CPU unless asked."""
+    from mmie.encoders.cache import FeatureCache
+
+    enc = _encoder(0)
+    moves, batches = [], []
+    real_to, real_fwd = enc.to, enc.forward
+    monkeypatch.setattr(enc, "to", lambda d: (moves.append(str(d)), real_to(d))[1])
+    monkeypatch.setattr(enc, "forward", lambda x: (batches.append(len(x)), real_fwd(x))[1])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    g0, _ = FeatureCache(tmp_path / "a", enc).get_or_compute(images)
+    assert moves == [] and batches == [len(images)]
+    g1, _ = FeatureCache(tmp_path / "b", enc, compute_device="cpu:0",
+                         batch_size=3).get_or_compute(images)
+    assert moves == ["cpu:0", "cpu"] and batches[1:] == [3, 3, 1]
+    assert torch.allclose(g0, g1, atol=1e-6)  # other batch sizes: float rounding only
+
+
+def test_feature_device_follows_the_run(monkeypatch):
+    """A training run computes its cache on this rank's GPU, never for accelerator=cpu, a
+    fork-based strategy or without CUDA."""
+    from mmie.config import load_config
+    from mmie.training.data import feature_device
+
+    def dev(*sets):
+        return feature_device(load_config(None, list(sets)))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert dev() is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert dev() == "cuda:0"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert dev("trainer.strategy=ddp") == "cuda:1"
+    assert dev("trainer.accelerator=cpu") is None
+    assert dev("trainer.strategy=ddp_fork") is None

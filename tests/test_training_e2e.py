@@ -228,3 +228,21 @@ def test_mg_vmoe_zero_shot_re_on_synthetic(tiny_runs):
         (list(want.seen), list(want.val), list(want.unseen))
     gold = {r["gold"] for r in read_jsonl(out / "predictions_test.jsonl")}
     assert gold <= set(want.unseen) and gold
+
+
+@pytest.mark.parametrize("name", ["label_sim_typing", "mmib_ner"])
+def test_evaluate_limit_counts_instances(name, tmp_path, tiny_run):
+    """``evaluate(limit=k)`` scores exactly the first k test instances, for zero-shot tasks too
+    (their instances are regrouped over every split), and these are the run's first k."""
+    from mmie.inference.evaluate import evaluate
+
+    out, _, _ = tiny_run(name)
+    saved = read_jsonl(out / "predictions_test.jsonl")
+    k = min(3, len(saved) - 1)
+    res = evaluate(out / "model", split="test", limit=k, output=tmp_path / "p.jsonl",
+                   progress=False)
+    got = read_jsonl(tmp_path / "p.jsonl")
+    assert res["n"] == len(got) == k
+    assert [r["id"] for r in got] == [r["id"] for r in saved[:k]]
+    with pytest.raises(Exception, match="positive"):
+        evaluate(out / "model", split="test", limit=0, progress=False)

@@ -63,23 +63,24 @@ class FeatureCache:
     """
 
     def __init__(self, cache_dir: str | Path, encoder, *, half: bool = False,
-                 batch_size: int = 32, progress: bool | None = None, regions: bool = True,
-                 compute_device: str | None = "auto"):
+                 batch_size: int | None = None, progress: bool | None = None,
+                 regions: bool = True, compute_device: str | None = None):
         if not getattr(encoder, "frozen", False):
             raise ConfigError("the feature cache needs a frozen vision encoder (features of a "
                               "trainable one change while training)")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.encoder = encoder
         self.half = bool(half)
-        self.batch_size = int(batch_size)
+        #: pictures per encoder pass; ``None``: 256 on a GPU, 32 on the CPU
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.progress = progress
         #: False: store only the global vector (object crops; ``regions`` come back [N, 0, D])
         self.keep_regions = bool(regions)
-        #: where missing features are computed: ``auto`` = on CUDA when the encoder sits on
-        #: the CPU and a GPU is present (a training run builds its cache before Lightning
-        #: moves the model; on the CPU an H200 machine's run computed 15 pictures/s);
-        #: ``None`` = wherever the encoder is
+        #: where missing features are computed: ``None`` = wherever the encoder is; a device
+        #: (``"cuda:0"``) moves the encoder there for the computation and back afterwards (a
+        #: training run builds its cache before Lightning moves the model: on an H200
+        #: machine's CPU that ran at 15 pictures/s; see training.data.feature_device)
         self.compute_device = compute_device
         self.root = Path(cache_dir)
         self.hits = 0
@@ -190,15 +191,10 @@ class FeatureCache:
             bar = tqdm(total=len(digests), desc="image features", unit="img")
         p = next(self.encoder.parameters(), None)
         home = p.device if p is not None else torch.device("cpu")
-        device = home
-        if (self.compute_device == "auto" and home.type == "cpu" and p is not None
-                and torch.cuda.is_available()):
-            device = torch.device("cuda")
-        elif self.compute_device not in (None, "auto"):
-            device = torch.device(self.compute_device)
+        device = home if self.compute_device is None else torch.device(self.compute_device)
         if device != home:
             self.encoder.to(device)
-        step = self.batch_size if device.type == "cpu" else max(self.batch_size, 256)
+        step = self.batch_size or (32 if device.type == "cpu" else 256)
         dtype = torch.float16 if self.half else torch.float32
         try:
             for s in range(0, len(digests), step):

@@ -71,13 +71,19 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     cfg = config_for_data(pred.cfg, data, data_dir, image_dir)
     if image_policy is not None:
         cfg.data.image_policy = image_policy
-    cfg.data.limit_eval = limit
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be a positive number of instances, got {limit}")
     task, model = pred.task, pred.model
+    # supervised: the first `limit` posts of the split file; zero-shot: the first `limit`
+    # instances after they are regrouped by label over every split (cutting the files would
+    # leave the train file's instances in)
+    cfg.data.limit_eval = None if task.zero_shot else limit
     # zero-shot instances go with their label, pooled over the data set's splits (as in
     # training), so the same instances are scored here as in the run's eval_test.json
     if not task.zero_shot:  # before any picture is read: a model of another task says so
         check_task_fits(task.name, load_examples(cfg, split), cfg.data.name, split, model_dir)
-    dm = MMIEDataModule(cfg, model.text, model.vision, task, splits=(split,))
+    dm = MMIEDataModule(cfg, model.text, model.vision, task, splits=(split,),
+                        limit=limit if task.zero_shot else None)
     dm.setup("test")
     key = dm.splits[0]
     examples = dm.examples[key]

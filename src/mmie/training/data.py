@@ -11,6 +11,7 @@ counted in the returned report (never silently replaced).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,11 +112,25 @@ class ImageFeatures:
 
 
 
+def feature_device(cfg: RunConfig) -> str | None:
+    """Where a training run computes missing picture features: this rank's GPU when the run
+    trains on one (the cache is built before Lightning moves the model), else ``None`` (where
+    the encoder is). Never on the GPU for ``accelerator=cpu``, and never for fork-based
+    strategies (CUDA must not start before the fork)."""
+    acc, strategy = str(cfg.trainer.accelerator), str(cfg.trainer.strategy)
+    if acc not in ("auto", "gpu", "cuda") or "fork" in strategy or "notebook" in strategy:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+
+
 def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Example]],
                            report: dict[str, Any]) -> tuple[ImageFeatures, dict]:
     """Load every split's images under the policy, encode them through the feature cache,
     and drop examples whose image is skipped. Returns features and the kept examples."""
-    cache = FeatureCache(default_cache_dir(cfg) / "features", vision)
+    cache = FeatureCache(default_cache_dir(cfg) / "features", vision,
+                         compute_device=feature_device(cfg))
     keys: list[tuple[str, Any]] = []
     key_row: dict[str, int] = {}
     kept: dict[str, list[Example]] = {}
