@@ -83,3 +83,72 @@ def test_two_process_ddp_matches_single_process_evaluate(tmp_path: Path):
             [(s["start"], s["end"], s["label"]) for s in y["pred"]]
         for s, t in zip(x["pred"], y["pred"]):
             assert s.get("score") == pytest.approx(t.get("score"), abs=1e-5)
+
+
+# --- scaling levers (issue 21) ---------------------------------------------------------------
+
+def test_ddp_strategy_carries_static_graph_and_bucket_size():
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from mmie.config import load_config
+    from mmie.errors import ConfigError
+    from mmie.training.train import build_strategy
+
+    tc = load_config(None, ["trainer.strategy=ddp", "trainer.static_graph=true",
+                            "trainer.bucket_cap_mb=4"]).trainer
+    s = build_strategy(tc)
+    assert isinstance(s, DDPStrategy)
+    assert s._ddp_kwargs == {"static_graph": True, "bucket_cap_mb": 4.0}
+    plain = build_strategy(load_config(None, ["trainer.strategy=ddp"]).trainer)
+    assert plain._ddp_kwargs == {"static_graph": False}  # torch's default bucket size
+    assert build_strategy(load_config(None, ["trainer.strategy=auto"]).trainer) == "auto"
+    for bad, msg in ((["trainer.static_graph=true"], "strategy=ddp"),
+                     (["trainer.strategy=ddp_spawn", "trainer.bucket_cap_mb=8"], "ddp_spawn"),
+                     (["trainer.strategy=ddp", "trainer.bucket_cap_mb=0"], "> 0")):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(None, bad).validate()
+
+
+def test_lr_scaling_multiplies_every_rate_once():
+    from mmie.config import load_config
+    from mmie.training.train import scale_learning_rates
+
+    tc = load_config(None, ["trainer.lr=3e-5", "trainer.head_lr=1e-3", "trainer.crf_lr=0.05",
+                            "trainer.lr_scale_with_world_size=true"]).trainer
+    rec = scale_learning_rates(tc, 4)
+    assert (tc.lr, tc.head_lr, tc.crf_lr) == pytest.approx((1.2e-4, 4e-3, 0.2))
+    assert rec["world_size"] == 4 and rec["base"] == pytest.approx(
+        {"lr": 3e-5, "head_lr": 1e-3, "crf_lr": 0.05})
+    assert tc.lr_scale_with_world_size is False  # a re-run of the saved config: no 2nd scaling
+    assert scale_learning_rates(tc, 4) is None and tc.lr == pytest.approx(1.2e-4)
+
+
+def test_two_process_run_records_levers_lr_scale_and_timing(tmp_path: Path):
+    import yaml
+
+    out = tmp_path / "run"
+    sets = ["data.name=synthetic", "data.synthetic_size=60", "data.max_length=32",
+            "data.limit_train=16", "data.limit_eval=4", "model.type=mmib", "model.task=ner",
+            "model.text_encoder=random:tiny-bert", "model.vision_encoder=random:tiny-resnet",
+            "trainer.max_epochs=1", "trainer.batch_size=4", "trainer.eval_batch_size=4",
+            "trainer.progress=false", "trainer.lr=1e-4", "trainer.head_lr=2e-3",
+            "trainer.crf_lr=0.05", "trainer.lr_scale_with_world_size=true",
+            "trainer.static_graph=true", "trainer.bucket_cap_mb=2",
+            f"output_dir={out}", f"cache_dir={tmp_path / 'cache'}"]
+    cmd = [PY, "-m", "mmie", "train", "--devices", "2", "--strategy", "ddp",
+           "--accelerator", "cpu"] + [a for kv in sets for a in ("--set", kv)]
+    r = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    saved = yaml.safe_load((out / "config.yaml").read_text())["trainer"]
+    assert (saved["lr"], saved["head_lr"], saved["crf_lr"]) == pytest.approx((2e-4, 4e-3, 0.1))
+    assert saved["lr_scale_with_world_size"] is False
+    s = json.loads((out / "summary.json").read_text())
+    assert s["lr_scale"]["world_size"] == 2
+    assert s["lr_scale"]["base"] == pytest.approx({"lr": 1e-4, "head_lr": 2e-3, "crf_lr": 0.05})
+    assert s["ddp"] == {"static_graph": True, "bucket_cap_mb": 2.0}  # what DDP itself used
+    tm = s["timing"]
+    assert tm["world_size"] == 2 and tm["train_posts"] == 16
+    assert tm["optimizer_steps"] == 2  # 16 posts / 2 ranks / batch 4
+    assert tm["fit_eval_seconds"] > 0 and tm["final_eval_seconds"] > 0
+    parts = tm["setup_seconds"] + tm["train_loop_seconds"] + tm["fit_eval_seconds"]
+    assert parts == pytest.approx(s["train_seconds"], abs=0.05)

@@ -182,6 +182,15 @@ class TrainerConfig:
     devices: Any = "auto"
     strategy: str = "auto"
     num_nodes: int = 1
+    static_graph: bool = False
+    """DDP only (``strategy: ddp``): the graph is the same every step, so DDP can skip the
+    unused-parameter search and overlap the gradient all-reduce better."""
+    bucket_cap_mb: float | None = None
+    """DDP only: gradient all-reduce bucket size in MB (None: torch's default, 25)."""
+    lr_scale_with_world_size: bool = False
+    """Multiply lr, head_lr and crf_lr by the number of processes (linear scaling rule: the
+    effective batch is batch_size x world size). The saved config.yaml holds the scaled rates
+    with this flag false (re-running it reproduces the run); summary.json records the factor."""
     patience: int = 5
     """Early stopping on the dev metric (epochs without improvement)."""
     num_workers: int = 0
@@ -263,6 +272,12 @@ class RunConfig:
                               "needs data.held_out_type and data.validation_type (the constant "
                               "is chosen on validation labels that are not seen in training)")
         registry.check_model_task(self.model.type, self.model.task)
+        tc = self.trainer
+        if (tc.static_graph or tc.bucket_cap_mb is not None) and tc.strategy != "ddp":
+            raise ConfigError(f"trainer.static_graph / trainer.bucket_cap_mb apply to "
+                              f"trainer.strategy=ddp, not {tc.strategy!r}")
+        if tc.bucket_cap_mb is not None and not tc.bucket_cap_mb > 0:
+            raise ConfigError(f"trainer.bucket_cap_mb must be > 0, got {tc.bucket_cap_mb}")
         if self.trainer.batch_size < 1 or self.trainer.grad_accum < 1:
             raise ConfigError("trainer.batch_size and trainer.grad_accum must be >= 1")
         # another method's options would be silently ignored: refuse them

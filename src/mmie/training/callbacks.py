@@ -103,3 +103,37 @@ class JsonlLogger(L.Callback):
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     row[f"dev/{k}"] = v
         append_jsonl(self.run_dir / "metrics.jsonl", row)
+
+
+class EvalTimer(L.Callback):
+    """Wall seconds spent in validation loops during ``fit`` (summed over epochs), so that
+    the training loop's own time can be reported apart from the dev evaluation."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start: float | None = None
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+
+class DDPInfo(L.Callback):
+    """What the DistributedDataParallel wrapper actually uses (``static_graph``, gradient
+    bucket size in MB), read when training starts; ``info`` stays None without DDP."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = trainer.strategy.model
+        if isinstance(ddp, DistributedDataParallel):
+            self.info = {"static_graph": bool(ddp.static_graph),
+                         "bucket_cap_mb": ddp.bucket_bytes_cap / 2 ** 20}

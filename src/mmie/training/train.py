@@ -26,6 +26,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import DDPStrategy
 from transformers import BertConfig, ResNetConfig
 
 from mmie import registry
@@ -35,7 +36,7 @@ from mmie.encoders.vision import build_vision_encoder
 from mmie.errors import ConfigError, MMIEError
 from mmie.logs import quiet_lightning_warnings
 from mmie.models.factory import build_model, save_pretrained
-from mmie.training.callbacks import JsonlLogger
+from mmie.training.callbacks import DDPInfo, EvalTimer, JsonlLogger
 from mmie.training.data import MMIEDataModule
 from mmie.training.module import MMIELightningModule
 
@@ -111,6 +112,35 @@ def eval_payload(module, cfg: RunConfig, split: str, task) -> dict[str, Any]:
 def launch_rank() -> int:
     """This process's global rank as set by Lightning's DDP launcher (0 before launching)."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+
+
+def build_strategy(tc) -> Any:
+    """``trainer.strategy`` for Lightning: ``ddp`` becomes a :class:`DDPStrategy` carrying
+    ``trainer.static_graph`` and ``trainer.bucket_cap_mb`` (torch's default bucket size when
+    None); any other value is passed through."""
+    if tc.strategy != "ddp":
+        return tc.strategy
+    kwargs: dict[str, Any] = {"static_graph": tc.static_graph}
+    if tc.bucket_cap_mb is not None:
+        kwargs["bucket_cap_mb"] = tc.bucket_cap_mb
+    return DDPStrategy(**kwargs)
+
+
+LR_KEYS = ("lr", "head_lr", "crf_lr")
+
+
+def scale_learning_rates(tc, world_size: int) -> dict[str, Any] | None:
+    """With ``trainer.lr_scale_with_world_size``: multiply every learning rate by the world
+    size in place and clear the flag (so the saved config.yaml holds the rates the run used
+    and re-running it does not scale twice); returns what summary.json records, else None."""
+    if not tc.lr_scale_with_world_size:
+        return None
+    base = {k: getattr(tc, k) for k in LR_KEYS}
+    for k in LR_KEYS:
+        setattr(tc, k, base[k] * world_size)
+    tc.lr_scale_with_world_size = False
+    return {"world_size": world_size, "base": base,
+            "scaled": {k: getattr(tc, k) for k in LR_KEYS}}
 
 
 def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
@@ -231,33 +261,42 @@ def train(cfg: RunConfig, *, resume: bool = False,
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor,
                            mode="max", save_top_k=1, save_last=True,
                            enable_version_counter=False)
+    timer, ddp_info = EvalTimer(), DDPInfo()
     callbacks = [ckpt, EarlyStopping(monitor=monitor, mode="max", patience=tc.patience),
-                 JsonlLogger(out, every_n_steps=tc.log_every_n_steps), *(callbacks or [])]
+                 JsonlLogger(out, every_n_steps=tc.log_every_n_steps), timer, ddp_info,
+                 *(callbacks or [])]
     if tc.checkpoint_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", filename="step",
                                          every_n_train_steps=tc.checkpoint_every_n_steps,
                                          save_top_k=1, enable_version_counter=False))
     trainer = L.Trainer(
         max_epochs=tc.max_epochs, accelerator=tc.accelerator, devices=tc.devices,
-        strategy=tc.strategy, num_nodes=tc.num_nodes, precision=tc.precision,
+        strategy=build_strategy(tc), num_nodes=tc.num_nodes, precision=tc.precision,
         accumulate_grad_batches=tc.grad_accum, gradient_clip_val=tc.grad_clip or None,
         deterministic=tc.deterministic, callbacks=callbacks, logger=False,
         plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
         enable_progress_bar=tc.progress, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=tc.log_every_n_steps,
         default_root_dir=str(out))
+    lr_scale = scale_learning_rates(tc, trainer.world_size)
+    if lr_scale is not None and launch_rank() == 0:
+        cfg.save(out / "config.yaml")  # the rates this run trains with
     last = out / "checkpoints" / "last.ckpt"
     if resume and start is None:
         log.warning("--resume: no checkpoint in %s; training from scratch", out / "checkpoints")
+    t_fit = time.perf_counter()
     with quiet_lightning_warnings():  # notices about mmie's deliberate set-up (see mmie.logs)
         trainer.fit(module, datamodule=data, ckpt_path=str(start) if start else None)
     train_seconds = time.perf_counter() - t0
+    fit_seconds = time.perf_counter() - t_fit
+    fit_eval_seconds = timer.seconds
 
     best_path = ckpt.best_model_path or str(last)
     state = load_checkpoint(best_path)["state_dict"]
     module.load_state_dict(state)
     best_epoch = _best_epoch(out / "metrics.jsonl", monitor)
 
+    t_eval = time.perf_counter()
     with quiet_lightning_warnings():  # notices about mmie's deliberate set-up (see mmie.logs)
         trainer.validate(module, datamodule=data, verbose=False)
         calibration = None
@@ -272,6 +311,7 @@ def train(cfg: RunConfig, *, resume: bool = False,
         test_eval = eval_payload(module, cfg, "test", task)
         if calibration is not None:
             test_eval["calibration_gamma"] = calibration["gamma"]
+    final_eval_seconds = time.perf_counter() - t_eval
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
         ev = module.last_eval
@@ -288,6 +328,16 @@ def train(cfg: RunConfig, *, resume: bool = False,
                    "best_epoch": best_epoch, "selected_on": monitor,
                    "dev": _headline(dev_eval), "test": _headline(test_eval),
                    "train_seconds": round(train_seconds, 2),
+                   # train_seconds split up: set-up before fit, the training loop alone, the
+                   # dev evaluations inside fit, and the final dev + test evaluation
+                   "timing": {"setup_seconds": round(t_fit - t0, 3),
+                              "train_loop_seconds": round(fit_seconds - fit_eval_seconds, 3),
+                              "fit_eval_seconds": round(fit_eval_seconds, 3),
+                              "final_eval_seconds": round(final_eval_seconds, 3),
+                              "optimizer_steps": int(trainer.global_step),
+                              "train_posts": len(data.examples["train"]),
+                              "world_size": int(trainer.world_size)},
+                   "lr_scale": lr_scale, "ddp": ddp_info.info,
                    "total_seconds": round(time.perf_counter() - t0, 2),
                    "device": _device_name(trainer), "report": report}
         write_json(out / "summary.json", summary)
