@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -23,7 +22,6 @@ from mmie.config import load_config
 from mmie.data.images import resolve_image
 from mmie.data.io import iter_json_objects
 from mmie.data.photos import add_arguments as photos_arguments
-from mmie.data.tokenize import words_to_text
 from mmie.errors import DataError, MMIEError
 from mmie.inference.outputs import to_json, to_jsonl
 from mmie.logs import setup_cli_logging
@@ -278,7 +276,7 @@ def cmd_data(a: argparse.Namespace) -> int:
             over.append(f"data.data_dir={a.data_dir}")
         if a.image_dir:
             over.append(f"data.image_dir={a.image_dir}")
-        if a.threads:
+        if a.threads is not None:
             from mmie.encoders.detector import _cv2
 
             _cv2().setNumThreads(a.threads)

@@ -190,23 +190,6 @@ class ZeroShotTask(Task):
                 "gold": instance_label(example), "pred": prediction["label"],
                 "score": prediction["score"]}
 
-    def predict_zero_shot(self, model, predictor, examples, images, candidates, texts, offsets):
-        """Prediction on new posts with the candidate labels given at call time."""
-        results = []
-        for ex, img, cands in zip(examples, images, candidates):
-            cands = list(cands) if cands else self.candidates("test")
-            batch = self.collate([ex], model.text, predictor.cfg.data.max_length,
-                                 with_labels=False, candidates=cands)
-            batch.update(predictor.image_inputs([img]))
-            batch = {k: v.to(predictor.device) if isinstance(v, torch.Tensor) else v
-                     for k, v in batch.items()}
-            with torch.no_grad():
-                out = model.predict(batch)[0]
-            key = "relation" if self.name == "zs_re" else "type"
-            results.append({key: out["label"], "score": round(out["score"], 6),
-                            "scores": {k: round(v, 6) for k, v in out["scores"].items()}})
-        return results
-
 
 # ---------------------------------------------------------------------------------------------
 # calibrated stacking (generalised zero-shot)

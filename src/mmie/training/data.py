@@ -19,13 +19,12 @@ from typing import Any
 import lightning as L
 import torch
 import torch.distributed as dist
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmie import registry
 from mmie.config import RunConfig
 from mmie.data import catalog, paths
-from mmie.data.images import ImageLoader
+from mmie.data.images import ImageLoader, blank_image
 from mmie.data.schema import Example
 from mmie.encoders.cache import FeatureCache
 from mmie.encoders.regions import training_object_features
@@ -151,7 +150,7 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
             if img is None and cfg.data.image_policy == "skip":
                 continue
             if img is None:
-                img = Image.new("RGB", (224, 224), (128, 128, 128))
+                img = blank_image()
                 loader.counts["blank"] = loader.counts.get("blank", 0) + 1
             # identical pictures (every blank image) share one cache entry and one row
             is_blank = loader.counts.get("blank", 0) > blanks_before
@@ -162,6 +161,9 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
             kept[split].append(ex)
             rows[split].append(key_row[k])
         counts[split] = dict(loader.counts)
+        if loader.counts.get("blank") or loader.counts.get("skipped"):
+            # the user chose the policy; say what it did, where a default run shows it
+            log.warning("%s split: %s", split, loader.report())
     report["images"] = counts
     glob, regions = cache.get_or_compute(keys)
     report["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
