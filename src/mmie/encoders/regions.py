@@ -277,11 +277,13 @@ def _pack(dets_per_image: list[list], feats: list[torch.Tensor], K: int, D: int)
 
 def object_features(vision, items: Sequence[tuple[str, Any]], source: RegionSource,
                     max_objects: int, cache_dir: str | Path | None = None,
-                    batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    batch_size: int = 32, compute_device: str | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(objects [N, K, D], boxes [N, K, 4], mask [N, K])`` for ``items`` (``(key, source)``
     as :meth:`FeatureCache.get_or_compute` takes them). Crop features go through a
     :class:`FeatureCache` under ``cache_dir`` when given (keyed by picture hash and pixel box),
-    else are computed directly."""
+    else are computed directly; ``compute_device``: where the cache computes missing crop
+    features (see :class:`FeatureCache`)."""
     from mmie.encoders.cache import FeatureCache, _open_image, image_content_hash
 
     crop_items: list[tuple[str, Callable[[], Any]]] = []
@@ -319,7 +321,8 @@ def object_features(vision, items: Sequence[tuple[str, Any]], source: RegionSour
     D = vision.out_dim
     if crop_items:
         if cache_dir is not None:
-            cache = FeatureCache(cache_dir, vision, batch_size=batch_size, regions=False)
+            cache = FeatureCache(cache_dir, vision, batch_size=batch_size, regions=False,
+                                 compute_device=compute_device)
             glob, _ = cache.get_or_compute(crop_items, digests=crop_keys)
         else:
             glob = encode_crops(vision, [c() for _, c in crop_items], batch_size)
@@ -433,7 +436,8 @@ def object_inputs(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def training_object_features(cfg, vision, items: Sequence[tuple[str, Any]],
-                             cache_root: str | Path, report: dict[str, Any] | None = None
+                             cache_root: str | Path, report: dict[str, Any] | None = None,
+                             compute_device: str | None = None
                              ) -> dict[str, torch.Tensor] | None:
     """The object tensors of a run's pictures (``None`` for ``data.regions=grid``): boxes
     from ``data.boxes_file`` or the detector (detections cached under ``cache_root``), crop
@@ -442,7 +446,8 @@ def training_object_features(cfg, vision, items: Sequence[tuple[str, Any]],
         return None
     source = RegionSource(cfg.data, cache_dir=cache_root, boxes_file=cfg.data.boxes_file)
     objs, boxes, mask = object_features(vision, items, source, cfg.data.max_objects,
-                                        cache_dir=Path(cache_root) / "crops")
+                                        cache_dir=Path(cache_root) / "crops",
+                                        compute_device=compute_device)
     if report is not None:
         per = mask.sum(1)
         report["objects"] = {"source": str(cfg.data.boxes_file or cfg.data.detector),

@@ -168,7 +168,8 @@ def compute_image_features(cfg: RunConfig, vision, splits: dict[str, list[Exampl
     glob, regions = cache.get_or_compute(keys)
     report["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
     regions = pool_regions(regions.float(), cfg.model.region_grid)
-    objects = training_object_features(cfg, vision, keys, default_cache_dir(cfg), report)
+    objects = training_object_features(cfg, vision, keys, default_cache_dir(cfg), report,
+                                       compute_device=feature_device(cfg))
     if cfg.data.regions == "objects":
         regions = None
     return ImageFeatures(glob.float(), regions, rows, objects=objects,
