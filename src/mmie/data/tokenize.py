@@ -43,6 +43,7 @@ Uses the ``regex`` package (a dependency of ``transformers``) for Unicode proper
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import regex
@@ -163,3 +164,28 @@ def join_words(words: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
     if [(w, s, e) for w, (s, e) in zip(words, offsets)] == split_words(text):
         return text, offsets
     return words_to_text(words)
+
+
+def fill_template(template: str, names: Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
+    """Put ``names`` into the ``{0}``/``{1}`` slots, split the text into words with
+    :func:`split_words`, and return the words and each name's token span ``[start, end)``."""
+    parts = re.split(r"\{(\d)\}", template)
+    text, char_spans = "", {}
+    for k, part in enumerate(parts):
+        if k % 2:
+            slot = int(part)
+            char_spans[slot] = (len(text), len(text) + len(names[slot]))
+            text += names[slot]
+        else:
+            text += part
+    words = split_words(text)
+    starts = {s: i for i, (_, s, _) in enumerate(words)}
+    ends = {e: i + 1 for i, (_, _, e) in enumerate(words)}
+    spans = []
+    for slot in range(len(names)):
+        cs, ce = char_spans[slot]
+        if cs not in starts or ce not in ends:
+            raise RuntimeError(f"template {template!r}: name {names[slot]!r} does not fall on "
+                               f"word boundaries")
+        spans.append((starts[cs], ends[ce]))
+    return [w for w, _, _ in words], spans

@@ -26,7 +26,6 @@ the picture is of the mention's fine type, so only the picture tells the type.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -35,7 +34,7 @@ from mmie.data.photos.rand import StableRng, stable_rng
 from mmie.data.photos.text import (COARSE, NAMES, NER_KIND_WEIGHTS, NER_TEMPLATES,
                                    RE_KIND_WEIGHTS, RE_TEMPLATES, TYPING_TEMPLATES,
                                    TYPING_TYPES, cued_pair, names_with, relation_of)
-from mmie.data.tokenize import split_words
+from mmie.data.tokenize import fill_template
 
 __all__ = ["Mention", "Post", "gen_ner", "gen_re", "gen_typing", "rng", "TAGS"]
 
@@ -92,30 +91,6 @@ def _weighted(w: dict[str, int]) -> list[str]:
     return [k for k, n in w.items() for _ in range(n)]
 
 
-def _fill(template: str, names: Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
-    """The template's words with ``names`` in its slots, and each name's token span."""
-    parts = re.split(r"\{(\d)\}", template)
-    text, spans = "", {}
-    for k, part in enumerate(parts):
-        if k % 2:
-            slot = int(part)
-            spans[slot] = (len(text), len(text) + len(names[slot]))
-            text += names[slot]
-        else:
-            text += part
-    words = split_words(text)
-    starts = {s: i for i, (_, s, _) in enumerate(words)}
-    ends = {e: i + 1 for i, (_, _, e) in enumerate(words)}
-    out = []
-    for slot in range(len(names)):
-        cs, ce = spans[slot]
-        if cs not in starts or ce not in ends:
-            raise RuntimeError(f"template {template!r}: {names[slot]!r} is not on word "
-                               "boundaries")
-        out.append((starts[cs], ends[ce]))
-    return [w for w, _, _ in words], out
-
-
 def _pick(g: StableRng, pool: Sequence[str], avoid: Sequence[str] = ()) -> str:
     cands = [n for n in pool if n not in avoid]
     return cands[int(g.integers(len(cands)))]
@@ -141,7 +116,7 @@ def gen_ner(seed: int, split_index: int, split: str, n: int) -> list[Post]:
         for s in slots:
             names.append(_pick(g, _NAME_LIST if s == "?" else names_with([s]), names))
         labels = [_uniform(g, NAMES[nm]) if s == "?" else s for s, nm in zip(slots, names)]
-        tokens, spans = _fill(template, names)
+        tokens, spans = fill_template(template, names)
         ms = [Mention(a, b, lab, nm, None if s == "?" else s)
               for (a, b), lab, nm, s in zip(spans, labels, names, slots)]
         panels = []
@@ -186,7 +161,7 @@ def gen_re(seed: int, split_index: int, split: str, n: int) -> list[Post]:
             cue = rel
             others = [p for p in pairs if relation_of(*p) != rel]
             shown = others[int(noise.integers(len(others)))]
-        tokens, spans = _fill(template, [h, t])
+        tokens, spans = fill_template(template, [h, t])
         ms = [Mention(*spans[0], th, h, None if cue is None else th),
               Mention(*spans[1], tt, t, None if cue is None else tt)]
         panels = [("coarse", shown[k]) for k in _text_order(spans)]
@@ -205,7 +180,7 @@ def gen_typing(seed: int, split_index: int, split: str, n: int) -> list[Post]:
     for i in range(n):
         fine = types.draw()
         name = _pick(g, _NAME_LIST)  # independent of the type: the words say nothing
-        tokens, [(s, e)] = _fill(TYPING_TEMPLATES[tbag.draw()], [name])
+        tokens, [(s, e)] = fill_template(TYPING_TEMPLATES[tbag.draw()], [name])
         posts.append(Post(f"ptyp_{split}_{i:05d}", "typing", tokens,
                           [Mention(s, e, fine, name, None)], ["picture_decides"],
                           [("fine", fine)]))

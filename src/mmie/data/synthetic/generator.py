@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -66,7 +65,7 @@ from PIL import Image, ImageChops, ImageDraw
 
 from mmie.data.readers import read_conll, read_mnre, sniff_format
 from mmie.data.schema import Example, Relation, Span
-from mmie.data.tokenize import split_words
+from mmie.data.tokenize import fill_template
 from mmie.errors import DataError
 
 __all__ = ["Post", "gen_ner", "gen_re", "gen_typing", "render", "post_rng", "text_only_ceiling",
@@ -264,31 +263,6 @@ def _names(rng: np.random.Generator, k: int) -> list[str]:
             return names
 
 
-def _fill(template: str, names: Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
-    """Put ``names`` into the ``{0}``/``{1}`` slots, split the text into words with
-    :func:`split_words`, and return the words and each name's token span ``[start, end)``."""
-    parts = re.split(r"\{(\d)\}", template)
-    text, char_spans = "", {}
-    for k, part in enumerate(parts):
-        if k % 2:
-            slot = int(part)
-            char_spans[slot] = (len(text), len(text) + len(names[slot]))
-            text += names[slot]
-        else:
-            text += part
-    words = split_words(text)
-    starts = {s: i for i, (_, s, _) in enumerate(words)}
-    ends = {e: i + 1 for i, (_, _, e) in enumerate(words)}
-    spans = []
-    for slot in range(len(names)):
-        cs, ce = char_spans[slot]
-        if cs not in starts or ce not in ends:
-            raise RuntimeError(f"template {template!r}: name {names[slot]!r} does not fall on "
-                               f"word boundaries")
-        spans.append((starts[cs], ends[ce]))
-    return [w for w, _, _ in words], spans
-
-
 # --------------------------------------------------------------------------------------------
 # Pictures
 # --------------------------------------------------------------------------------------------
@@ -443,7 +417,7 @@ def gen_ner(rng: np.random.Generator, n: int, split: str) -> tuple[list[Post], d
                 else:
                     labels.append(slot)
         names = _names(rng, len(slots))
-        tokens, spans = _fill(template, names)
+        tokens, spans = fill_template(template, names)
         order = sorted(range(len(spans)), key=lambda k: spans[k][0])
         if len(spans) == 2:
             regions = {order[0]: "left", order[1]: "right"}
@@ -476,7 +450,7 @@ def gen_re(rng: np.random.Generator, n: int, split: str) -> tuple[list[Post], di
             lbags.setdefault(ti, _Bag(RE_LABELS, rng))
             rel = lbags[ti].draw()
         names = _names(rng, 2)
-        tokens, spans = _fill(template, names)
+        tokens, spans = fill_template(template, names)
         posts.append(Post(pid, tokens, spans, names, [rel],
                           [_Cue(*RE_CUES[rel], region="center")]))
         stats["instances"] += 1
@@ -496,7 +470,7 @@ def gen_typing(rng: np.random.Generator, n: int, split: str) -> tuple[list[Post]
         t = TYPING_TYPES[types.draw()]
         template = _TYPING_TEMPLATES[tbag.draw()]
         names = _names(rng, 1)
-        tokens, spans = _fill(template, names)
+        tokens, spans = fill_template(template, names)
         a = t["attributes"]
         cue = _Cue(a["shape"], a["colour"], region=a["position"], texture=a["texture"])
         posts.append(Post(pid, tokens, spans, names, [t["name"]], [cue]))
