@@ -65,7 +65,7 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     """
     # the training data path (examples -> cached image features -> loader); imports Lightning,
     # which prediction alone never needs
-    from mmie.training.data import MMIEDataModule, load_examples
+    from mmie.training.data import MMIEDataModule, canonical_split
 
     pred = load(model_dir, device=device)
     cfg = config_for_data(pred.cfg, data, data_dir, image_dir)
@@ -80,10 +80,12 @@ def evaluate(model_dir: str | Path, *, data: str | None = None, split: str = "te
     cfg.data.limit_eval = None if task.zero_shot else limit
     # zero-shot instances go with their label, pooled over the data set's splits (as in
     # training), so the same instances are scored here as in the run's eval_test.json
-    if not task.zero_shot:  # before any picture is read: a model of another task says so
-        check_task_fits(task.name, load_examples(cfg, split), cfg.data.name, split, model_dir)
+    def fits(read):  # before any picture is read: a model of another task says so
+        check_task_fits(task.name, read[canonical_split(split)], cfg.data.name, split, model_dir)
+
     dm = MMIEDataModule(cfg, model.text, model.vision, task, splits=(split,),
-                        limit=limit if task.zero_shot else None)
+                        limit=limit if task.zero_shot else None,
+                        check_examples=None if task.zero_shot else fits)
     dm.setup("test")
     key = dm.splits[0]
     examples = dm.examples[key]

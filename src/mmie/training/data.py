@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
@@ -405,6 +405,9 @@ class MMIEDataModule(L.LightningDataModule):
         cache_tokens: tokenise each post once (loaders that see the same posts every epoch;
             see :class:`Collator`).
         pin_memory: pinned host memory for the batches (training on a CUDA device).
+        check_examples: called with the examples as read (split -> examples), before the
+            task partitions them and before any picture is read (e.g. evaluation's check that
+            the data fits the saved model's task).
 
     :meth:`setup` does the work once; afterwards ``examples[split]`` holds the instances,
     ``task`` the task and ``report`` what was read, kept and cached.
@@ -413,7 +416,8 @@ class MMIEDataModule(L.LightningDataModule):
     def __init__(self, cfg: RunConfig, text_encoder, vision_encoder=None, task=None, *,
                  splits: tuple[str, ...] = ("train", "dev", "test"),
                  count_truncation: bool = False, limit: int | None = None,
-                 cache_tokens: bool = False, pin_memory: bool = False):
+                 cache_tokens: bool = False, pin_memory: bool = False,
+                 check_examples: Callable[[dict[str, list[Example]]], None] | None = None):
         super().__init__()
         self.cfg = cfg
         self.text_encoder = text_encoder
@@ -424,6 +428,7 @@ class MMIEDataModule(L.LightningDataModule):
         self.limit = limit
         self.cache_tokens = cache_tokens
         self.pin_memory = pin_memory
+        self.check_examples = check_examples
         self.examples: dict[str, list[Example]] = {}
         self.rows: dict[str, list[int] | None] = {}
         self.features: ImageFeatures | None = None
@@ -438,6 +443,8 @@ class MMIEDataModule(L.LightningDataModule):
                      .zero_shot if self.task is None else self.task.zero_shot)
         read = ("train", "dev", "test") if zero_shot or self.task is None else self.splits
         splits = {s: load_examples(cfg, s) for s in read}
+        if self.check_examples is not None:
+            self.check_examples(splits)
         self.report["examples"] = {s: len(v) for s, v in splits.items()}
         if self.task is None:
             self.task = registry.new_task(cfg, splits)
