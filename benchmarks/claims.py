@@ -402,6 +402,10 @@ def score_run(job: Job, wall: float, meta: dict[str, Any]) -> tuple[dict, dict]:
 
 # ---- the driver ---------------------------------------------------------------------------------
 def _git_commit() -> str:
+    """The commit the runs come from: ``MMIE_COMMIT`` when set (a GPU machine's copy of the
+    working tree carries the session's first ``.git``, so its HEAD can be stale), else HEAD."""
+    if os.environ.get("MMIE_COMMIT"):
+        return os.environ["MMIE_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                               text=True, timeout=10).stdout.strip() or "unknown"
