@@ -13,7 +13,7 @@ function seqeval's default, conlleval-compatible mode scores with) implements it
 after ``O`` or after a token of another type *opens* a span instead of being dropped.
 :func:`conll_chunks` is that function's rules, ported here so that prediction does not import
 seqeval (whose package import pulls in scikit-learn, 0.6 s of a CLI start-up); the tests check
-it against seqeval on every tag sequence up to length 6 over two types. Such
+it against seqeval on every tag sequence up to length 5 over two types. Such
 spans are counted (Twitter-2015 has 186 / 53 / 135 of them in train / valid / test): spans
 read "the CoNLL way" = spans opened by ``B-`` (or ``S-``) + spans opened by ``I-`` (or ``E-``).
 """
