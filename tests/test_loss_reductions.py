@@ -145,3 +145,23 @@ def test_re_head_is_not_in_the_crf_group():
                            "trainer.head_lr=0.001")
     assert _groups(model, cfg)[id(model.head.proj.weight)] == 0.001
     assert math.isfinite(cfg.trainer.crf_lr)
+
+
+@pytest.mark.parametrize("init", [0.0, -4.0])
+def test_vib_init_logvar_sets_both_bottlenecks_sampling_noise(init):
+    """``model.vib_init_logvar``: the log-variance heads start at that bias, so the training
+    sample's noise around the mean has standard deviation ~exp(init / 2) (0 = the released
+    code's unit variance)."""
+    model, _, cfg = _model("mmib", "ner", _ner_examples(), f"model.vib_init_logvar={init}")
+    assert cfg.model.mmib.vib_init_logvar == init
+    for vib in (model.vib_text, model.vib_image):
+        b = vib.logvar_head.bias
+        # PyTorch's own bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), shifted by init
+        assert float((b - init).abs().max()) <= 1 / vib.logvar_head.in_features ** 0.5
+    vib = model.vib_text.train()
+    x = torch.randn(64, 6, vib.logvar_head.in_features)
+    out = vib(x)
+    noise_std = (out.z - out.mu).std().item()
+    expected = torch.exp(0.5 * out.logvar).mean().item()
+    assert abs(noise_std - expected) < 0.15 * expected
+    assert abs(out.logvar.mean().item() - init) < 1.0

@@ -95,6 +95,10 @@ class MMIBConfig:
     beta_kl_text: float = 1.0
     beta_kl_image: float = 1.0
     vib_attention: bool = True
+    vib_init_logvar: float = 0.0
+    """Initial bias of both bottlenecks' log-variance heads: 0 (the released code's default
+    initialisation, unit variance, i.e. sampling noise above the means' scale at the start) |
+    a negative value (e.g. -4: sigma = 0.14) starts training with less noise."""
 
 
 @dataclass

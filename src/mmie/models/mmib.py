@@ -37,10 +37,10 @@ class MMIBModel(MMIEModel):
                                    dropout=cfg.dropout, box_embedding=cfg.box_embedding)
         opt = cfg.mmib
         if opt.refinement:
-            self.vib_text = VariationalEncoder(H, H, num_heads=_heads(H),
-                                               attention=opt.vib_attention, dropout=cfg.dropout)
-            self.vib_image = VariationalEncoder(H, H, num_heads=_heads(H),
-                                                attention=opt.vib_attention, dropout=cfg.dropout)
+            vib = dict(num_heads=_heads(H), attention=opt.vib_attention, dropout=cfg.dropout,
+                       init_logvar=opt.vib_init_logvar)
+            self.vib_text = VariationalEncoder(H, H, **vib)
+            self.vib_image = VariationalEncoder(H, H, **vib)
         if cfg.mmib.alignment and cfg.mmib.alignment_estimator == "discriminator":
             self.discriminator = MIDiscriminator(H, H, reduction=cfg.mmib.alignment_reduction,
                                                  shifts=cfg.mmib.alignment_shifts)
