@@ -352,7 +352,7 @@ def encode_crops(vision, pils: list[Any], batch_size: int = 32) -> torch.Tensor:
     vision.eval()
     for s in range(0, len(pils), batch_size):
         with torch.no_grad():
-            g, _ = vision(vision.preprocess(pils[s:s + batch_size]).to(device))
+            g, _ = vision.encode_batch(vision.preprocess(pils[s:s + batch_size]).to(device))
         out.append(g.float().cpu())
     return torch.cat(out) if out else torch.zeros(0, vision.out_dim)
 
@@ -379,9 +379,9 @@ def featurize_pictures(vision, pils: list[Any], *, region_grid: int, regions: st
     D, R = vision.out_dim, vision.num_regions
     g = torch.zeros(len(pils), D, device=device)
     r = torch.zeros(len(pils), R, D, device=device)
-    if idx:  # one vision call over the pictures there are
+    if idx:  # the pictures there are, as one batch (in micro-batches on CPU)
         with torch.no_grad():
-            gi, ri = vision(vision.preprocess([pils[k] for k in idx]).to(device))
+            gi, ri = vision.encode_batch(vision.preprocess([pils[k] for k in idx]).to(device))
         g[idx], r[idx] = gi.float(), ri.float()
     if len(idx) < len(pils):  # the placeholder's features, encoded once per encoder state
         pg, pr = _placeholder(vision, device)

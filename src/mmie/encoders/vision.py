@@ -44,11 +44,19 @@ __all__ = [
     "build_vision_encoder",
     "efficientnet_lite0_weights_path",
     "map_efficientnet_lite0_state_dict",
+    "CPU_MICRO_BATCH",
+    "micro_batches",
 ]
 
 DEFAULT_VISION_ENCODER = "efficientnet_lite0"
 _TIMM_LITE0 = "tf_efficientnet_lite0"
 _FEATURE_VERSION = 1  # bump when what forward() returns changes meaning
+#: pictures per encoder call on CPU in :meth:`VisionEncoder.encode_batch` (calls of 2 or 3).
+#: EfficientNet-Lite0 at 224 px on this 2-core machine, 32 pictures: 33 pictures/s in one
+#: call, 69 / 68 / 57 / 57 in calls of 2 / 3 / 4 / 5 (medians of 6; the activations of a few
+#: pictures stay in cache), features bit-identical to the one call; calls of a single
+#: picture are not (another convolution algorithm), so none is made of a larger batch.
+CPU_MICRO_BATCH = 2
 # model types whose pooled output is the image embedding (CLIP-like); other token models use CLS
 _POOLED_TYPES = ("clip_vision_model", "siglip_vision_model", "siglip2_vision_model",
                  "chinese_clip_vision_model", "altclip_vision_model", "x_clip_vision_model")
@@ -202,6 +210,19 @@ class VisionEncoder(nn.Module):
             with torch.no_grad():
                 return self._features(pixel_values)
         return self._features(pixel_values)
+
+    def encode_batch(self, pixel_values: torch.Tensor,
+                     micro_batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` over a batch of any size; on CPU in calls of ``micro_batch`` to
+        ``2 * micro_batch - 1`` pictures (default :data:`CPU_MICRO_BATCH`;
+        :func:`micro_batches`), never one alone when the batch has more, so the features are
+        those of the one call. On a GPU: one call."""
+        n = int(pixel_values.shape[0])
+        size = CPU_MICRO_BATCH if micro_batch is None else int(micro_batch)
+        if pixel_values.device.type != "cpu" or size <= 1 or n < 2 * size:
+            return self(pixel_values)
+        parts = [self(pixel_values[a:b]) for a, b in micro_batches(n, size)]
+        return torch.cat([g for g, _ in parts]), torch.cat([r for _, r in parts])
 
     @property
     def frozen(self) -> bool:
@@ -607,6 +628,21 @@ def build_vision_encoder(name: str = DEFAULT_VISION_ENCODER, *, pretrained: bool
         return HFVisionEncoder(name, pretrained=pretrained, frozen=frozen, image_size=image_size)
     raise ConfigError(f"unknown vision encoder {name!r}: use '{DEFAULT_VISION_ENCODER}', "
                       "'timm:<model>' or a timm model name, or 'hf:<model id or path>'")
+
+
+def micro_batches(n: int, size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of ``max(1, n // size)`` consecutive chunks of ``n`` items whose sizes
+    differ by at most one: each holds at least ``size`` items (fewer only when ``n < size``)."""
+    if n <= 0:
+        return []
+    k = max(1, n // max(1, size))
+    base, extra = divmod(n, k)
+    out, a = [], 0
+    for i in range(k):
+        b = a + base + (1 if i < extra else 0)
+        out.append((a, b))
+        a = b
+    return out
 
 
 def pool_regions(regions: torch.Tensor, grid: int) -> torch.Tensor:

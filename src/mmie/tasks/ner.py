@@ -6,7 +6,6 @@ import torch
 
 from mmie.data.schema import Example, Span
 from mmie.data.tags import spans_to_tags, tags_to_spans
-from mmie.metrics.ner import entity_scores
 from mmie.tasks.base import Task
 
 
@@ -74,6 +73,9 @@ class NERTask(Task):
         return preds
 
     def evaluate(self, examples, predictions):
+        # lazy: the metrics import seqeval (and with it scikit-learn); prediction needs neither
+        from mmie.metrics.ner import entity_scores
+
         gold = [self.gold_tags(ex) for ex in examples]
         pred = [p["tags"] for p in predictions]
         scores = entity_scores(gold, pred)
