@@ -46,6 +46,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import shlex
 import shutil
@@ -685,7 +686,38 @@ def compare(grid: dict[str, Any], comp: dict[str, Any], posts: dict[tuple[str, i
         return None
     r = bootstrap_runs(side["a"], side["b"], metric, n_resamples=n_resamples, seed=boot_seed)
     r["metric"] = metric
+    # the seeds as the unit: each seed's A - B on the subset, and a Student t interval over
+    # them (the bootstrap above resamples posts with the runs fixed, so it leaves out how much
+    # a new seed, or a new zero-shot fold, moves a recipe)
+    r.update(seed_interval([score(posts[(comp["a"], sd)], metric, subset)[0]
+                            - score(posts[(comp["b"], sd)], metric, subset)[0]
+                            for sd in r["seeds"]]))
     return r
+
+
+#: two-sided 95 % Student t quantiles for 1..10 degrees of freedom
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228}
+
+
+def seed_interval(diffs: Sequence[float]) -> dict[str, Any]:
+    """Mean of per-seed differences, its 95 % t interval over seeds (None for one seed) and
+    how many seeds have A above B."""
+    n = len(diffs)
+    mean = statistics.mean(diffs) if n else float("nan")
+    out: dict[str, Any] = {"seed_diffs": list(diffs), "seed_mean": mean,
+                           "seed_wins": sum(d > 0 for d in diffs),
+                           "seed_ci_low": None, "seed_ci_high": None}
+    if n >= 2:
+        half = _T95.get(n - 1, 1.96) * statistics.stdev(diffs) / math.sqrt(n)
+        out["seed_ci_low"], out["seed_ci_high"] = mean - half, mean + half
+    return out
+
+
+def _seed_ci(r: dict[str, Any]) -> str:
+    if r["seed_ci_low"] is None:
+        return "— (1 seed)"
+    return f"[{100 * r['seed_ci_low']:+.2f}, {100 * r['seed_ci_high']:+.2f}]"
 
 
 def verdict(r: dict[str, Any], target: float | None) -> str:
@@ -693,6 +725,8 @@ def verdict(r: dict[str, Any], target: float | None) -> str:
     ``not met`` when the whole interval lies below it, else ``unclear``."""
     t = (target or 0.0) / 100
     lo, hi = r["ci_low"], r["ci_high"]
+    if lo is None or hi is None:
+        return "—"
     if (lo >= t and t > 0) or (lo > t):
         return "met"
     if hi < t or (t == 0 and hi <= 0):
@@ -791,10 +825,14 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
         lines += ["#### Differences (paired bootstrap over test posts, seeds paired)", "",
                   f"Δ = mean over seeds of A minus that of B, in points; 95 % percentile "
                   f"interval of {n_resamples} replicates (bootstrap seed {boot_seed}); "
-                  "p = share of replicates with Δ ≤ 0. Verdict: met when the whole interval "
-                  "clears the target, not met when it lies below it, else unclear.", "",
-                  "| claim | A | B | metric | subset | Δ | 95 % CI | p(Δ≤0) | target | verdict "
-                  "| seeds | posts |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "p = share of replicates with Δ ≤ 0. Seed CI: Student t 95 % interval of "
+                  "the per-seed differences (the seed, and for zero-shot the fold, as the "
+                  "unit); A > B: seeds where A scores higher. Verdict: met when the whole "
+                  "interval clears the target, not met when it lies below it, else unclear; "
+                  "given for the post bootstrap / the seed interval.", "",
+                  "| claim | A | B | metric | subset | Δ | 95 % CI | p(Δ≤0) | seed CI | A > B "
+                  "| target | verdict (posts / seeds) | seeds | posts |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in comps:
             for sub in c.get("subsets") or ["all"]:
                 tgt = c.get("target")
@@ -809,14 +847,16 @@ def tables(grid: dict[str, Any], rows: list[dict], posts: dict[tuple[str, int], 
                 if r is None:
                     metric = METRIC_NAMES.get(c.get("metric"), "")
                     lines.append(f"| {c.get('claim', '')} | {c['a']} | {c['b']} | {metric} | "
-                                 f"{sub} | — | — | — | {'' if tgt is None else tgt} | {err} "
-                                 "| | |")
+                                 f"{sub} | — | — | — | — | — | {'' if tgt is None else tgt} "
+                                 f"| {err} | | |")
                     continue
                 lines.append(
                     f"| {c.get('claim', '')} | {c['a']} | {c['b']} | {METRIC_NAMES[r['metric']]} "
                     f"| {sub} | {100 * r['diff']:+.2f} | [{100 * r['ci_low']:+.2f}, "
-                    f"{100 * r['ci_high']:+.2f}] | {r['p_le_0']:.4f} | "
-                    f"{'' if tgt is None else f'{tgt:+g}'} | {verdict(r, tgt)} | "
+                    f"{100 * r['ci_high']:+.2f}] | {r['p_le_0']:.4f} | {_seed_ci(r)} | "
+                    f"{r['seed_wins']}/{len(r['seeds'])} | "
+                    f"{'' if tgt is None else f'{tgt:+g}'} | {verdict(r, tgt)} / "
+                    f"{verdict({'ci_low': r['seed_ci_low'], 'ci_high': r['seed_ci_high']}, tgt)} | "
                     f"{','.join(map(str, r['seeds']))} | {r['n_posts']}"
                     + (f" ({r['test_sets']} test sets)" if r["test_sets"] > 1 else "") + " |")
         lines.append("")

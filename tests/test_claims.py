@@ -241,3 +241,15 @@ def test_mnre_style_posts_join_by_position(tmp_path):
     assert claims.read_subsets(cfg, ["test"]) == {"mnre_test-0": [], "mnre_test-1": [],
                                                   "mnre_test-2": ["collage"],
                                                   "mnre_test-3": []}
+
+
+def test_seed_interval_is_the_t_interval_of_the_per_seed_differences():
+    r = claims.seed_interval([0.01, 0.02, 0.03])
+    # mean 0.02, sd 0.01, t(2) = 4.303: half width 4.303 * 0.01 / sqrt(3) = 0.024844
+    assert r["seed_mean"] == pytest.approx(0.02)
+    assert r["seed_ci_low"] == pytest.approx(0.02 - 0.0248434, abs=1e-6)
+    assert r["seed_ci_high"] == pytest.approx(0.02 + 0.0248434, abs=1e-6)
+    assert r["seed_wins"] == 3
+    one = claims.seed_interval([-0.5])
+    assert one["seed_ci_low"] is None and one["seed_wins"] == 0
+    assert claims.verdict({"ci_low": None, "ci_high": None}, 0) == "—"
