@@ -16,6 +16,11 @@ source device/env.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} MKL_NUM_THREADS=${MKL_NUM_THREADS:-4}
 mkdir -p "$OUT"
 nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
+# SM clock, utilisation and memory every 2 s, to set against the rows' times (a slow first run
+# on a fresh machine was left unexplained without them)
+( while sleep 2; do nvidia-smi --query-gpu=timestamp,clocks.sm,utilization.gpu,memory.used \
+    --format=csv,noheader >> "$OUT/gpu_samples.log" 2>/dev/null || break; done ) &
+MON=$!
 timeout 30 $PY -m pytest -q -p no:cacheprovider tests/test_crf.py -k cuda > "$OUT/test_crf_cuda.log" 2>&1
 echo "test_crf cuda rc=$?"
 timeout 30 $PY benchmarks/crf_speed.py --device cuda --output "$OUT/crf_decode_h200.json" \
@@ -29,3 +34,4 @@ timeout -s TERM "$LIM" $PY benchmarks/speed.py --device cuda --no-wait --precisi
   --repeat 2 --output "$OUT/speed_gpu_h200.json" > "$OUT/speed.log" 2>&1
 echo "speed rc=$?"
 grep -v "^\[speed\] \|Warning\|warn(" "$OUT/speed.log" | tail -n 80
+kill "$MON" 2>/dev/null

@@ -145,6 +145,12 @@ class Bench:
         self.min_warmup, self.max_warmup, self.steps = min_warmup, max_warmup, steps
         self.rows: list[dict[str, Any]] = []
 
+    @property
+    def steps_per_row(self) -> int:
+        """The most steps one row takes: the longest warm-up, the timed steps and a prefetch
+        margin (a loader pass of this many batches is never restarted inside a row)."""
+        return self.max_warmup + self.steps + 8
+
     def timed(self, step: Callable[[], Any]) -> float:
         t0 = self.clock.now()
         step()
@@ -172,6 +178,10 @@ class Bench:
                "s_per_step_median": round(med, 6), "s_per_step_p10": round(p10, 6),
                "s_per_step_p90": round(p90, 6),
                "posts_per_s": round(posts_per_step / med, 2),
+               # posts over the whole timed span: what a stream of steps sustains (below the
+               # median's rate when some steps wait, e.g. for a loader that falls behind)
+               "posts_per_s_sustained": round(posts_per_step * steps / sum(times), 2),
+               "s_per_step_all": [round(t, 6) for t in times],
                # p10 of the rate is the slow end (p90 of the step time) and vice versa
                "posts_per_s_p10": round(posts_per_step / p90, 2),
                "posts_per_s_p90": round(posts_per_step / p10, 2),
@@ -179,7 +189,8 @@ class Bench:
                "cuda_peak_mb": cuda_peak_mb(self.device)}
         self.rows.append(row)
         print(f"[speed] {row_id:<44} {row['posts_per_s']:>10} posts/s  "
-              f"[{row['posts_per_s_p10']}, {row['posts_per_s_p90']}]  warm-up "
+              f"[{row['posts_per_s_p10']}, {row['posts_per_s_p90']}]  sustained "
+              f"{row['posts_per_s_sustained']}  warm-up "
               f"{len(warm)}{'' if converged else ' (not stable)'}", flush=True)
         return row
 
@@ -189,6 +200,16 @@ def cycle_batches(n_posts: int, batch_size: int) -> list[list[int]]:
     chunk wraps around), cycled by the steps: a pool of posts, every batch full."""
     n_batches = max(1, -(-n_posts // batch_size))
     return [[(b * batch_size + j) % n_posts for j in range(batch_size)] for b in range(n_batches)]
+
+
+def pass_indices(n_posts: int, batch_size: int, min_batches: int = 0) -> list[int]:
+    """Post indices of one loader pass: :func:`cycle_batches` repeated until the pass holds at
+    least ``min_batches`` full batches, so that a row's warm-up and timed steps all come from
+    one pass of the DataLoader (a new pass restarts its prefetching: at batch 1,024 over a
+    pool of 1,400 posts, every second step waited for a worker to build a batch from scratch)."""
+    chunks = cycle_batches(n_posts, batch_size)
+    reps = max(1, -(-min_batches // len(chunks)))
+    return [i for _ in range(reps) for chunk in chunks for i in chunk]
 
 
 def forever(xs: list) -> Iterator:
@@ -251,20 +272,26 @@ def pool(su: Setup) -> tuple[list, list[int]]:
 
 
 def loader_batches(su: Setup, batch_size: int, workers: int, phase: str,
-                   cache_tokens: bool) -> Iterator[dict]:
+                   cache_tokens: bool, min_batches: int = 0) -> Iterator[dict]:
     """Endless full batches of the training pool through :func:`make_loader` (the training
-    loop's loader: workers, pinned memory on CUDA), in order, wrapping around."""
+    loop's loader: workers, pinned memory on CUDA), in order, wrapping around; one pass holds
+    at least ``min_batches`` batches (:func:`pass_indices`)."""
     from mmie.training.data import Collator, ExampleDataset, make_loader
 
     exs, rows = pool(su)
-    idx = [i for chunk in cycle_batches(len(exs), batch_size) for i in chunk]
+    idx = pass_indices(len(exs), batch_size, min_batches)
     ds = ExampleDataset([exs[i] for i in idx], [rows[i] for i in idx])
     collate = Collator(su.task, su.text, su.cfg.data.max_length, su.features, phase=phase,
                        cache_tokens=cache_tokens)
     dl = make_loader(ds, collate, batch_size, shuffle=False, num_workers=workers,
                      pin_memory=su.device.type == "cuda")
-    while True:
-        yield from dl
+    try:
+        while True:
+            yield from dl
+    finally:  # on close(): stop the persistent workers now, not when the loader is collected
+        live = getattr(dl, "_iterator", None)
+        if live is not None and hasattr(live, "_shutdown_workers"):
+            live._shutdown_workers()
 
 
 def picture_batches(su: Setup, mode: str, batch_size: int) -> Iterator[Callable[[], dict]]:
@@ -320,7 +347,8 @@ def bench_training(bench: Bench, su: Setup, mode: str, batch_size: int, precisio
     su.model.train()
     opt = make_optimizer(su.model, su.cfg, su.device, precision)
     if mode == "cached":
-        it = loader_batches(su, batch_size, workers, "train", cache_tokens=True)
+        it = loader_batches(su, batch_size, workers, "train", cache_tokens=True,
+                            min_batches=bench.steps_per_row)
         get = lambda: to_device(next(it), su.device)  # noqa: E731
     else:
         builders = picture_batches(su, mode, batch_size)
@@ -340,6 +368,8 @@ def bench_training(bench: Bench, su: Setup, mode: str, batch_size: int, precisio
                         precision=precision, workers=workers if mode == "cached" else 0,
                         fused_adamw=bool(opt.defaults.get("fused")))
     del opt
+    if mode == "cached":
+        it.close()  # shut the row's loader workers down before the next row is timed
     return row
 
 
@@ -353,8 +383,9 @@ def bench_predict(bench: Bench, su: Setup, batch_size: int, precision: str,
     su.model.eval()
     exs, _ = pool(su)
     phase = "train" if getattr(su.task, "zero_shot", False) else "eval"
-    ds_exs = [exs[i] for chunk in cycle_batches(len(exs), batch_size) for i in chunk]
-    it = loader_batches(su, batch_size, workers, phase, cache_tokens=False)
+    ds_exs = [exs[i] for i in pass_indices(len(exs), batch_size, bench.steps_per_row)]
+    it = loader_batches(su, batch_size, workers, phase, cache_tokens=False,
+                        min_batches=bench.steps_per_row)
 
     def step():
         batch = next(it)
@@ -366,6 +397,7 @@ def bench_predict(bench: Bench, su: Setup, batch_size: int, precision: str,
     common = dict(section="sweep", model=su.name, batch_size=batch_size, precision=precision)
     rows = [bench.measure(f"predict/{su.name}/b{batch_size}/{precision}", step, batch_size,
                           what="predict", workers=workers, **common)]
+    it.close()  # its loader workers stop before the model-only row is timed
     from mmie.training.data import Collator
 
     collate = Collator(su.task, su.text, su.cfg.data.max_length, su.features, phase=phase)
