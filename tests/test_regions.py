@@ -3,6 +3,7 @@ object crop features (issue 17, items 1 and 2)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -213,6 +214,12 @@ def test_boxes_file_round_trip_gives_the_detectors_features(tmp_path):
         rows.append((digest, key, fake.detect(pic)))
     path = write_boxes_file(tmp_path / "boxes.jsonl", live.settings, fake.identity, rows)
     header, boxes = read_boxes_file(path)
+    # the same boxes gzip-compressed (`.gz`): the same content, smaller, and byte-stable
+    gz = write_boxes_file(tmp_path / "boxes.jsonl.gz", live.settings, fake.identity, rows)
+    assert gzip.decompress(gz.read_bytes()) == path.read_bytes()
+    assert write_boxes_file(tmp_path / "again.jsonl.gz", live.settings, fake.identity,
+                            rows).read_bytes() == gz.read_bytes()
+    assert read_boxes_file(gz) == (header, boxes)
     assert header["settings"] == {"detector": "yolov3-tiny+faces", "max_objects": 3,
                                   "threshold": 0.4}
     assert list(boxes.values())[0] == rows[0][2]

@@ -23,13 +23,16 @@ the same features.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 import torch
 
@@ -96,11 +99,11 @@ def write_boxes_file(path: str | Path, settings: dict[str, Any], identity: str,
     """JSON lines: a header ``{"format", "detector_identity", "settings"}``, then one line
     per picture ``{"sha256", "image", "size", "boxes": [[label, score, x0, y0, x1, y1], ...]}``
     (``rows``: ``(sha256, image key, detections)`` or ``(sha256, image key, detections,
-    (W, H))``). Written atomically."""
+    (W, H))``). Written atomically; gzip-compressed when the name ends in ``.gz``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with _text_writer(fd, path) as f:
         f.write(json.dumps({"format": BOXES_FORMAT, "detector_identity": identity,
                             "settings": settings}, sort_keys=True) + "\n")
         for row in rows:
@@ -116,6 +119,20 @@ def write_boxes_file(path: str | Path, settings: dict[str, Any], identity: str,
     return path
 
 
+@contextmanager
+def _text_writer(fd: int, path: Path) -> Iterator[TextIO]:
+    """A text stream over the open file ``fd``: gzip (mtime 0, so the same boxes give the same
+    bytes) when ``path`` ends in ``.gz``, else plain UTF-8."""
+    if path.suffix != ".gz":
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
+        return
+    with os.fdopen(fd, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+            io.TextIOWrapper(gz, encoding="utf-8") as f:
+        yield f
+
+
 def read_boxes_file(path: str | Path, by_name: dict | None = None
                     ) -> tuple[dict[str, Any], dict[str, list]]:
     """``(header, {sha256: [Detection]})`` of a file written by :func:`write_boxes_file`;
@@ -128,7 +145,8 @@ def read_boxes_file(path: str | Path, by_name: dict | None = None
         raise DataError("boxes file not found (write it with `mmie data boxes`)", path=path)
     header: dict[str, Any] | None = None
     boxes: dict[str, list] = {}
-    with open(path, encoding="utf-8") as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
