@@ -220,6 +220,14 @@ def test_boxes_file_round_trip_gives_the_detectors_features(tmp_path):
     assert write_boxes_file(tmp_path / "again.jsonl.gz", live.settings, fake.identity,
                             rows).read_bytes() == gz.read_bytes()
     assert read_boxes_file(gz) == (header, boxes)
+    # a truncated or non-gzip .gz file: an error that names the file, not a zlib traceback
+    bad = tmp_path / "cut.jsonl.gz"
+    bad.write_bytes(gz.read_bytes()[:40])
+    with pytest.raises(DataError, match="cut.jsonl.gz"):
+        read_boxes_file(bad)
+    (tmp_path / "plain.jsonl.gz").write_bytes(path.read_bytes())
+    with pytest.raises(DataError, match="plain.jsonl.gz"):
+        read_boxes_file(tmp_path / "plain.jsonl.gz")
     assert header["settings"] == {"detector": "yolov3-tiny+faces", "max_objects": 3,
                                   "threshold": 0.4}
     assert list(boxes.values())[0] == rows[0][2]

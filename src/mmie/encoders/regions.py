@@ -30,6 +30,7 @@ import json
 import math
 import os
 import tempfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TextIO
@@ -146,30 +147,34 @@ def read_boxes_file(path: str | Path, by_name: dict | None = None
     header: dict[str, Any] | None = None
     boxes: dict[str, list] = {}
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"not JSON ({e.msg})", path=path, line=n) from None
-            if header is None:
-                if not isinstance(obj, dict) or obj.get("format") != BOXES_FORMAT:
-                    raise DataError(f"the first line must be a header with format "
-                                    f"{BOXES_FORMAT!r}", path=path, line=n)
-                header = obj
-                continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("sha256"), str) \
-                    or not isinstance(obj.get("boxes"), list):
-                raise DataError("expected {\"sha256\": ..., \"image\": ..., \"boxes\": [...]}",
-                                path=path, line=n)
-            try:
-                boxes[obj["sha256"]] = [Detection.from_list(b) for b in obj["boxes"]]
-            except ValueError as e:
-                raise DataError(str(e), path=path, line=n, field="boxes") from None
-            if by_name is not None and isinstance(obj.get("image"), str) and obj.get("size"):
-                by_name[obj["image"]] = (tuple(obj["size"]), boxes[obj["sha256"]])
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"not JSON ({e.msg})", path=path, line=n) from None
+                if header is None:
+                    if not isinstance(obj, dict) or obj.get("format") != BOXES_FORMAT:
+                        raise DataError(f"the first line must be a header with format "
+                                        f"{BOXES_FORMAT!r}", path=path, line=n)
+                    header = obj
+                    continue
+                if not isinstance(obj, dict) or not isinstance(obj.get("sha256"), str) \
+                        or not isinstance(obj.get("boxes"), list):
+                    raise DataError('expected {"sha256": ..., "image": ..., "boxes": [...]}',
+                                    path=path, line=n)
+                try:
+                    boxes[obj["sha256"]] = [Detection.from_list(b) for b in obj["boxes"]]
+                except ValueError as e:
+                    raise DataError(str(e), path=path, line=n, field="boxes") from None
+                if by_name is not None and isinstance(obj.get("image"), str) and obj.get("size"):
+                    by_name[obj["image"]] = (tuple(obj["size"]), boxes[obj["sha256"]])
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:  # truncated / not gzip
+        raise DataError(f"cannot read the boxes file ({type(e).__name__}: {e})",
+                        path=path) from None
     if header is None:
         raise DataError("empty boxes file (no header)", path=path)
     return header, boxes
