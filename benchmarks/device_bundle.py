@@ -102,9 +102,9 @@ def main() -> None:
     def blocks(files):
         return sum(-(-f.stat().st_size // 4096) * 4096 for f in files if f.is_file())
 
-    tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1]).stdout.split("\0")
     root = Path(__file__).resolve().parents[1]
+    tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, text=True,
+                             cwd=root).stdout.split("\0")
     own, tree = blocks(out.rglob("*")), blocks(root / t for t in tracked if t)
     print(f"wrote {out} ({own / 2**20:.1f} MiB; with the tracked tree "
           f"{(own + tree) / 2**20:.1f} MiB of the device call's 64)")
