@@ -31,7 +31,7 @@ echo "crf_speed rc=$?"; grep "^B=" "$OUT/crf_decode.log"
 timeout -s TERM "$LIM" $PY benchmarks/speed.py --device cuda --no-wait --precision bf16 \
   --sections reference sweep inference --synthetic-size 1400 --batch-size 16 \
   --sweep 256 1024 --workers 4 --max-warmup 15 --api-models text mmib --api-batch 256 \
-  --repeat 2 --output "$OUT/speed_gpu_h200.json" > "$OUT/speed.log" 2>&1
+  --profile-steps 3 --cuda-graphs --repeat 2 --output "$OUT/speed_gpu_h200.json" > "$OUT/speed.log" 2>&1
 echo "speed rc=$?"
 grep -v "^\[speed\] \|Warning\|warn(" "$OUT/speed.log" | tail -n 80
 kill "$MON" 2>/dev/null

@@ -140,16 +140,46 @@ class Bench:
     """Runs and records timed rows: warm-up to stability, ``steps`` timed steps, order."""
 
     def __init__(self, clock: Clock, device: torch.device, min_warmup: int, max_warmup: int,
-                 steps: int):
+                 steps: int, profile_steps: int = 0):
         self.clock, self.device = clock, device
         self.min_warmup, self.max_warmup, self.steps = min_warmup, max_warmup, steps
+        self.profile_steps = profile_steps
         self.rows: list[dict[str, Any]] = []
 
     @property
     def steps_per_row(self) -> int:
-        """The most steps one row takes: the longest warm-up, the timed steps and a prefetch
-        margin (a loader pass of this many batches is never restarted inside a row)."""
-        return self.max_warmup + self.steps + 8
+        """The most steps one row takes: the longest warm-up, the timed steps, the profiled
+        steps and a prefetch margin (a loader pass of this many batches is never restarted
+        inside a row)."""
+        return self.max_warmup + self.steps + self.profile_steps + 8
+
+    def profile(self, step: Callable[[], Any], n: int) -> dict[str, Any]:
+        """``n`` more steps under torch.profiler (after the timed ones, so the profiler's own
+        cost never enters the timings): operators and, on a GPU, kernels and the time the GPU
+        spent in them per step. Set against the row's median step, that says whether the
+        step waits on the GPU or on the host (Python, launches, batch building)."""
+        from torch.autograd import DeviceType
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                         if self.device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            t0 = self.clock.now()
+            for _ in range(n):
+                step()
+            wall = self.clock.now() - t0
+        events = prof.events()
+        dev = [e for e in events if e.device_type == DeviceType.CUDA]
+        cpu_ops = [e for e in events if e.device_type == DeviceType.CPU
+                   and e.name.startswith("aten::")]
+        out: dict[str, Any] = {"profiled_steps": n,
+                               "profiled_s_per_step": round(wall / n, 6),
+                               "aten_ops_per_step": round(len(cpu_ops) / n, 1)}
+        if self.device.type == "cuda":
+            busy_s = sum(e.time_range.elapsed_us() for e in dev) / 1e6
+            out.update({"gpu_kernels_per_step": round(len(dev) / n, 1),
+                        "gpu_busy_s_per_step": round(busy_s / n, 6)})
+        return out
 
     def timed(self, step: Callable[[], Any]) -> float:
         t0 = self.clock.now()
@@ -187,6 +217,11 @@ class Bench:
                "posts_per_s_p90": round(posts_per_step / p10, 2),
                "load_1min": round(load_1min(), 2), "maxrss_mb": maxrss_mb(),
                "cuda_peak_mb": cuda_peak_mb(self.device)}
+        if self.profile_steps:
+            row.update(self.profile(step, self.profile_steps))
+            if "gpu_busy_s_per_step" in row:
+                # the share of the median step in which the GPU ran kernels
+                row["gpu_busy_fraction"] = round(row["gpu_busy_s_per_step"] / med, 3)
         self.rows.append(row)
         print(f"[speed] {row_id:<44} {row['posts_per_s']:>10} posts/s  "
               f"[{row['posts_per_s_p10']}, {row['posts_per_s_p90']}]  sustained "
@@ -375,7 +410,7 @@ def bench_training(bench: Bench, su: Setup, mode: str, batch_size: int, precisio
 
 # ---- 2./3. prediction: reference loop and batch-size sweep -----------------------------------------
 def bench_predict(bench: Bench, su: Setup, batch_size: int, precision: str,
-                  workers: int) -> list[dict[str, Any]]:
+                  workers: int, cuda_graphs: bool = False) -> list[dict[str, Any]]:
     """Prediction of batches of new posts (no token cache): loader (collate, pinned) ->
     transfer -> ``model.predict`` -> ``task.decode``; and the model call alone."""
     from mmie.batching import to_device
@@ -411,6 +446,28 @@ def bench_predict(bench: Bench, su: Setup, batch_size: int, precision: str,
 
     rows.append(bench.measure(f"predict_model/{su.name}/b{batch_size}/{precision}", model_step,
                               batch_size, what="predict_model", **common))
+    crf = getattr(su.model, "crf", None)
+    if cuda_graphs and crf is not None and su.device.type == "cuda":
+        # the same two rows with the CRF's loops replayed from CUDA graphs; first the
+        # outputs of the 8 ready batches, eager against replayed (captured on first use)
+        def outputs():
+            with torch.no_grad(), autocast(su.device, precision):
+                return [su.model.predict(next(ready)) for _ in range(8)]
+
+        eager = outputs()
+        crf.use_cuda_graphs()
+        identical = outputs() == eager and outputs() == eager
+        common.update(cuda_graphs=True, identical_to_eager=identical)
+        rows.append(bench.measure(f"predict_model/{su.name}/b{batch_size}/{precision}/graphs",
+                                  model_step, batch_size, what="predict_model", **common))
+        it = loader_batches(su, batch_size, workers, phase, cache_tokens=False,
+                            min_batches=bench.steps_per_row)
+        rows.append(bench.measure(f"predict/{su.name}/b{batch_size}/{precision}/graphs", step,
+                                  batch_size, what="predict", workers=workers, **common))
+        it.close()
+        rows[-1]["graphs_captured"] = len(crf.cuda_graphs.graphs)
+        rows[-1]["graph_failures"] = crf.cuda_graphs.failures
+        crf.use_cuda_graphs(False)
     return rows
 
 
@@ -662,7 +719,10 @@ def print_table(res: dict[str, Any]) -> None:
     for r in res["rows"]:
         print(f"{r['seq']:>3} {r['id']:<46}{r['posts_per_s']:>11} [{r['posts_per_s_p10']}, "
               f"{r['posts_per_s_p90']}]  warm-up {r['warmup_steps']}"
-              f"{'' if r['warmup_converged'] else '*'}")
+              f"{'' if r['warmup_converged'] else '*'}"
+              + (f"  GPU busy {100 * r['gpu_busy_fraction']:.0f} % "
+                 f"({r['gpu_kernels_per_step']:.0f} kernels, {r['aten_ops_per_step']:.0f} ops)"
+                 if "gpu_busy_fraction" in r else ""))
     if res.get("ratios"):
         print("\n== against the reference loop (eager fp32, one picture at a time), same run ==")
         for r in res["ratios"]:
@@ -692,6 +752,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="fewest warm-up steps (warm-up goes on until 3 steps agree within 10 %%)")
     ap.add_argument("--max-warmup", type=int, default=60, help="most warm-up steps")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per row (>= 30)")
+    ap.add_argument("--cuda-graphs", action="store_true",
+                    help="also time the NER prediction rows with the CRF replayed from CUDA "
+                         "graphs (rows ending in /graphs; outputs checked against eager)")
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="steps per row run under torch.profiler after the timed ones (not "
+                         "timed): operators, GPU kernels and GPU busy time per step")
     ap.add_argument("--latency-posts", type=int, default=None,
                     help="timed posts of the per-post API row (default: --steps)")
     ap.add_argument("--batch-posts", type=int, default=64,
@@ -782,7 +848,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     clock = Clock(device)
-    bench = Bench(clock, device, args.warmup, args.max_warmup, args.steps)
+    bench = Bench(clock, device, args.warmup, args.max_warmup, args.steps,
+                  args.profile_steps)
     load = ({"load_1min_at_start": round(load_1min(), 2), "waited_s": 0.0} if args.no_wait
             else wait_for_quiet(args.load_threshold, 20.0, args.max_wait))
     t_start = time.perf_counter()
@@ -796,7 +863,9 @@ def main(argv: list[str] | None = None) -> int:
         "params": {"synthetic_size": args.synthetic_size, "batch_size": args.batch_size,
                    "min_warmup": args.warmup, "max_warmup": args.max_warmup,
                    "warmup_rule": f"until 3 consecutive steps within {100 * STABLE:.0f} %",
-                   "steps": args.steps, "batch_posts": args.batch_posts, "api_batch": api_batch,
+                   "steps": args.steps, "profile_steps": args.profile_steps,
+                   "cuda_graphs": args.cuda_graphs,
+                   "batch_posts": args.batch_posts, "api_batch": api_batch,
                    "cache_images": args.cache_images, "pipeline_posts": args.pipeline_posts,
                    "precision": args.precision, "execution": "eager", "sweep": args.sweep,
                    "models": args.models, "sections": sorted(sections),
@@ -830,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
                 for prec in args.precision:
                     if f"train/{name}/cached/b{bs}/{prec}" not in {r["id"] for r in bench.rows}:
                         bench_training(bench, su, "cached", bs, prec, args.workers)
-                    bench_predict(bench, su, bs, prec, args.workers)
+                    bench_predict(bench, su, bs, prec, args.workers, args.cuda_graphs)
         if "inference" in sections or (name == "mmib" and need_re):
             model_dirs[name] = save_pretrained(su.model, su.task, su.cfg, work / name)
 

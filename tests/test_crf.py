@@ -267,3 +267,71 @@ def test_vectorised_viterbi_same_on_cuda():
         crf.crf.transitions.copy_(trans)
     ref = _sequential_viterbi(crf, em, mask)
     assert crf.cuda().decode(em.cuda(), mask.cuda()) == ref
+
+
+def _bio_crf_case(seed, B, T):
+    labels = ["O", "B-A", "I-A", "B-B", "I-B"]
+    g = torch.Generator().manual_seed(seed)
+    crf = CRF(5, constraints=allowed_transitions_bio(labels))
+    em, (start, end, trans), mask = _random_case(g, B, T, 5, integer=False)
+    with torch.no_grad():
+        crf.crf.start_transitions.copy_(start)
+        crf.crf.end_transitions.copy_(end)
+        crf.crf.transitions.copy_(trans)
+    return crf, em, mask
+
+
+def test_decode_with_scores_is_decode_and_marginals_in_one_call():
+    crf, em, mask = _bio_crf_case(5, 7, 13)
+    crf.requires_grad_(False)
+    paths, lengths, scores = crf.decode_with_scores(em, mask)
+    ref_paths, ref_lengths = crf.decode_tensor(em, mask)
+    marg = crf.token_marginals(em, mask)
+    assert torch.equal(paths, ref_paths) and torch.equal(lengths, ref_lengths)
+    assert torch.equal(scores, marg.gather(2, ref_paths.unsqueeze(2)).squeeze(2))
+    # a score is a probability; padded positions score 0
+    assert float(scores.max()) <= 1.0 + 1e-6 and float(scores.min()) >= 0.0
+    assert bool((scores[~mask] == 0).all())
+    # the mask is still checked
+    bad = mask.clone()
+    bad[0, 0] = False
+    with pytest.raises(ValueError, match="left-aligned"):
+        crf.decode_with_scores(em, bad)
+    # graph replay on: CPU inputs run eagerly, same tensors, no graph captured
+    crf.use_cuda_graphs()
+    out = crf.decode_with_scores(em, mask)
+    assert all(torch.equal(a, b) for a, b in zip(out, (paths, lengths, scores)))
+    assert crf.cuda_graphs.graphs == {} and crf.cuda_graphs.replays == 0
+    crf.use_cuda_graphs(False)
+    assert crf.cuda_graphs is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_graph_replay_is_bit_identical_to_eager_on_cuda():
+    crf, _, _ = _bio_crf_case(6, 32, 24)
+    crf = crf.cuda()
+    cases = [_bio_crf_case(seed, 32, 24)[1:] for seed in (7, 8, 9)]
+    cases.append(_bio_crf_case(10, 16, 9)[1:])  # another shape: a second graph
+    eager = [crf.decode_with_scores(em.cuda(), m.cuda()) for em, m in cases]
+    crf.use_cuda_graphs()
+    for _ in range(2):  # the first pass captures, the second only replays
+        for (em, m), ref in zip(cases, eager):
+            out = crf.decode_with_scores(em.cuda(), m.cuda())
+            assert all(torch.equal(a, b) for a, b in zip(out, ref))
+    cache = crf.cuda_graphs
+    assert len(cache.graphs) == 2 and cache.failures == 0 and cache.replays == 8
+    # parameters changed in place are seen by the captured graph
+    with torch.no_grad():
+        crf.crf.transitions.mul_(0.5)
+    em, m = cases[0]
+    crf.use_cuda_graphs(False)
+    ref = crf.decode_with_scores(em.cuda(), m.cuda())
+    crf.use_cuda_graphs()
+    crf.decode_with_scores(em.cuda(), m.cuda())  # capture
+    with torch.no_grad():
+        crf.crf.transitions.mul_(2.0)
+    out = crf.decode_with_scores(em.cuda(), m.cuda())
+    crf.use_cuda_graphs(False)
+    assert all(torch.equal(a, b) for a, b in zip(out, crf.decode_with_scores(em.cuda(),
+                                                                               m.cuda())))
+    assert not torch.equal(ref[2], out[2])

@@ -50,3 +50,26 @@ def test_row_reports_the_sustained_rate_beside_the_median(speed):
     assert row["s_per_step_all"] == [1.0, 1.0, 1.0, 5.0]
     assert row["posts_per_s"] == pytest.approx(10.0)            # median step 1 s
     assert row["posts_per_s_sustained"] == pytest.approx(5.0)   # 40 posts in 8 s
+
+
+def test_profiled_steps_count_operators_after_the_timed_ones(speed):
+    import torch
+
+    calls = []
+
+    def step():
+        calls.append(1)
+        x = torch.ones(4, 4)
+        return (x @ x).sum()
+
+    bench = speed.Bench(speed.Clock(torch.device("cpu")), torch.device("cpu"), min_warmup=3,
+                        max_warmup=3, steps=4, profile_steps=2)
+    assert bench.steps_per_row == 3 + 4 + 2 + 8
+    row = bench.measure("x", step, posts_per_step=1)
+    # 3 warm-up + 4 timed + 2 profiled steps; the timed list holds only the timed ones
+    assert len(calls) == 9 and len(row["s_per_step_all"]) == 4
+    assert row["profiled_steps"] == 2
+    # ones, matmul (mm) and sum at least, per step
+    assert row["aten_ops_per_step"] >= 3
+    # no GPU fields on the CPU
+    assert "gpu_busy_fraction" not in row and "gpu_kernels_per_step" not in row

@@ -181,10 +181,8 @@ class MMIEModel(nn.Module):
         if self.task_name == "ner":
             em = self._word_emissions(hidden, batch)
             mask = batch["word_mask"].bool()
-            paths, lengths = self.crf.decode_tensor(em, mask)
-            marg = self.crf.token_marginals(em, mask)
-            # the marginal of each decoded tag, gathered on the device; one transfer per field
-            scores = marg.gather(2, paths.unsqueeze(2)).squeeze(2)
+            # paths and the marginal of each decoded tag, on the device; one transfer per field
+            paths, lengths, scores = self.crf.decode_with_scores(em, mask)
             return [{"tags": p[:n], "scores": s[:n]} for p, s, n in
                     zip(paths.tolist(), scores.tolist(), lengths.tolist())]
         logits = self.head(hidden, batch["head_pos"], batch["tail_pos"])

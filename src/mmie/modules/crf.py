@@ -89,7 +89,9 @@ class CRF(nn.Module):
             never by :meth:`nll`.
 
     Methods: :meth:`nll` (training loss), :meth:`decode` (Viterbi), :meth:`token_marginals`
-    (forward-backward posteriors ``p(y_t = k | x)``), :meth:`log_partition`.
+    (forward-backward posteriors ``p(y_t = k | x)``), :meth:`decode_with_scores` (both, for
+    prediction; optionally replayed from CUDA graphs: :meth:`use_cuda_graphs`),
+    :meth:`log_partition`.
     """
 
     def __init__(self, num_tags: int, *, constraints: TransitionConstraints | torch.Tensor
@@ -116,6 +118,7 @@ class CRF(nn.Module):
         self.register_buffer("penalty_transitions", pen_t, persistent=False)
         self.register_buffer("penalty_start", pen_s, persistent=False)
         self.register_buffer("penalty_end", pen_e, persistent=False)
+        self._graphs = None  # GraphCache of decode_with_scores (use_cuda_graphs)
 
     # ---- helpers --------------------------------------------------------------------------
     def _check(self, emissions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -204,7 +207,11 @@ class CRF(nn.Module):
         ties included, is that of the sequential decode (tested against it and against
         brute-force enumeration).
         """
-        mask = self._check(emissions, mask)
+        return self._viterbi(emissions, self._check(emissions, mask), constrained)
+
+    def _viterbi(self, emissions: torch.Tensor, mask: torch.Tensor,
+                 constrained: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`decode_tensor` on a checked mask (no host synchronisation)."""
         B, T, K = emissions.shape
         dev = emissions.device
         lengths = mask.sum(1)
@@ -273,13 +280,51 @@ class CRF(nn.Module):
 
         A predicted entity's score is then e.g. the mean marginal of its tokens' tags.
         """
-        mask = self._check(emissions, mask)
+        return self._marginals(emissions, self._check(emissions, mask), constrained)
+
+    def _marginals(self, emissions: torch.Tensor, mask: torch.Tensor,
+                   constrained: bool) -> torch.Tensor:
         B, T, K = emissions.shape
         if T == 0:
             return emissions.new_zeros(B, 0, K, dtype=torch.float)
         alpha, beta, log_z = self._forward_backward(emissions, mask, constrained)
         marg = torch.exp(alpha + beta - log_z[:, None, None])
         return marg * mask.unsqueeze(-1).to(marg.dtype)
+
+    def _decode_scores(self, emissions: torch.Tensor,
+                       mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        paths, lengths = self._viterbi(emissions, mask, True)
+        marg = self._marginals(emissions, mask, True)
+        return paths, lengths, marg.gather(2, paths.unsqueeze(2)).squeeze(2)
+
+    def decode_with_scores(self, emissions: torch.Tensor, mask: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Constrained Viterbi paths ``[B, T]``, lengths ``[B]`` and the marginal of each
+        decoded tag ``[B, T]`` (what prediction reports): :meth:`decode_tensor` and
+        :meth:`token_marginals` in one call, the mask checked once.
+
+        With ``cuda_graphs`` set (:meth:`use_cuda_graphs`) and the emissions on a GPU, the
+        two loops over time steps are replayed from a CUDA graph captured per (batch,
+        length, dtype): the same kernels, one launch (:class:`mmie.modules.cuda_graphs.GraphCache`).
+        """
+        mask = self._check(emissions, mask)
+        if self._graphs is not None and emissions.is_cuda and emissions.shape[1] > 0:
+            return self._graphs(emissions, mask)
+        return self._decode_scores(emissions, mask)
+
+    def use_cuda_graphs(self, enabled: bool = True, max_graphs: int = 32) -> None:
+        """Turn graph replay of :meth:`decode_with_scores` on or off (off by default; only
+        GPU inputs are affected). Each distinct (batch, length) keeps one graph and its
+        buffers, so pad lengths to a few buckets when batches vary."""
+        from mmie.modules.cuda_graphs import GraphCache
+
+        self._graphs = (GraphCache(self._decode_scores, max_graphs=max_graphs, name="CRF")
+                        if enabled else None)
+
+    @property
+    def cuda_graphs(self):
+        """The graph cache when graph replay is on, else None."""
+        return self._graphs
 
     def extra_repr(self) -> str:
         return f"num_tags={self.num_tags}, constraints={self.has_constraints}"
