@@ -437,8 +437,9 @@ def bench_predict(bench: Bench, su: Setup, batch_size: int, precision: str,
 
     collate = Collator(su.task, su.text, su.cfg.data.max_length, su.features, phase=phase)
     _, rows_all = pool(su)
-    ready = forever([to_device(collate([(i, exs[i], rows_all[i]) for i in chunk]), su.device)
-                     for chunk in cycle_batches(len(exs), batch_size)[:8]])
+    ready_list = [to_device(collate([(i, exs[i], rows_all[i]) for i in chunk]), su.device)
+                  for chunk in cycle_batches(len(exs), batch_size)[:8]]
+    ready = forever(ready_list)
 
     def model_step():
         with torch.no_grad(), autocast(su.device, precision):
@@ -449,10 +450,13 @@ def bench_predict(bench: Bench, su: Setup, batch_size: int, precision: str,
     crf = getattr(su.model, "crf", None)
     if cuda_graphs and crf is not None and su.device.type == "cuda":
         # the same two rows with the CRF's loops replayed from CUDA graphs; first the
-        # outputs of the 8 ready batches, eager against replayed (captured on first use)
+        # outputs of the ready batches, each eager against replayed (captured on first use).
+        # Batch by batch from the list: the pool may hold fewer than 8 batches (1,400 posts
+        # at b256 are 6), and a run through the endless iterator would then compare batches
+        # out of step (the first GPU run of this row did, and reported False at b256)
         def outputs():
             with torch.no_grad(), autocast(su.device, precision):
-                return [su.model.predict(next(ready)) for _ in range(8)]
+                return [su.model.predict(b) for b in ready_list]
 
         eager = outputs()
         crf.use_cuda_graphs()
