@@ -171,3 +171,17 @@ def test_predict_imports_no_training_or_metrics_stack(tiny_run, tmp_path):
     assert res.returncode == 0, res.stderr
     last = json.loads(res.stdout.strip().splitlines()[-1])
     assert last == {"rc": 0, "heavy": []}
+
+
+def test_load_with_cuda_graphs_sets_the_crf_cache_and_keeps_cpu_outputs(tiny_run):
+    import mmie
+
+    out, _, _ = tiny_run("mmib_ner")
+    plain = mmie.load(out / "model")
+    graphs = mmie.load(out / "model", cuda_graphs=True)
+    assert plain.model.crf.cuda_graphs is None
+    cache = graphs.model.crf.cuda_graphs
+    assert cache is not None
+    items = [{"text": "Kevin Durant visits Paris with Obama"}, {"text": "RT @nba : LeBron"}]
+    assert graphs.predict_batch(items) == plain.predict_batch(items)
+    assert cache.replays == 0 and cache.graphs == {}  # CPU tensors: eager

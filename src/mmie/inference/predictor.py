@@ -46,8 +46,13 @@ class Predictor:
     """
 
     def __init__(self, model, task, run_cfg, meta: dict[str, Any], path: Path | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", cuda_graphs: bool = False):
         self.model = model.to(device).eval()
+        crf = getattr(model, "crf", None)
+        if crf is not None and hasattr(crf, "use_cuda_graphs"):
+            # NER on a GPU: the CRF's decoding loops replayed from CUDA graphs (same kernels,
+            # same outputs; one graph per batch size and length); no effect on the CPU
+            crf.use_cuda_graphs(cuda_graphs)
         self.task = task
         self.cfg = run_cfg
         self.meta = meta
@@ -228,8 +233,15 @@ def check_model_dir(path: Path) -> None:
                         f"{fix}") from None
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-    """Load a model directory written by ``save_pretrained`` (the ``model`` folder of a run)."""
+def load(path: str | Path, device: str | torch.device = "cpu",
+         cuda_graphs: bool = False) -> Predictor:
+    """Load a model directory written by ``save_pretrained`` (the ``model`` folder of a run).
+
+    ``cuda_graphs``: on a GPU, replay an NER model's CRF decoding (Viterbi and marginals)
+    from CUDA graphs captured per (batch size, length); the same outputs, fewer kernel
+    launches (about 1.5-1.9x the model call on an H200 at batch 256-1,024,
+    docs/performance.md). Off by default: each new batch shape pays a capture.
+    """
     path = Path(path)
     if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
         path = path / "model"
@@ -243,4 +255,5 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         raise MMIEError(f"{path}: cannot load the model ({type(e).__name__}: {first[:300]}); "
                         "the folder may be incomplete or from another mmie version: copy it "
                         "again, or re-create it with `mmie train`") from None
-    return Predictor(model, task, run_cfg, meta, path=path, device=device)
+    return Predictor(model, task, run_cfg, meta, path=path, device=device,
+                     cuda_graphs=cuda_graphs)
