@@ -6,6 +6,12 @@ reads ``<prefix>_run1.json``, ``<prefix>_run2.json`` and ``<prefix>_compare.json
 one row per benchmark row: posts/s (median step) with p10 / p90 of each run, warm-up steps
 (``*``: did not reach three steps within 10 %), the run-2 / run-1 ratio and whether the two
 agree within the comparison's tolerance.
+
+    python benchmarks/speed_table.py --profiled results/speed/speed_gpu_h200_graphs_run1.json
+
+prints one run measured with ``--profile-steps``: posts/s (median step) [p10, p90], the
+sustained rate, the median step, the GPU's kernel time per step (and its share of the median
+step), kernels and aten operators per step.
 """
 
 from __future__ import annotations
@@ -39,7 +45,25 @@ def table(prefix: str) -> str:
     return "\n".join(lines)
 
 
+def profiled_table(path: str) -> str:
+    run = json.loads(Path(path).read_text(encoding="utf-8"))
+    lines = ["| row | posts/s [p10, p90] | sustained | median step ms | GPU kernel time "
+             "ms/step (share) | kernels / aten ops per step |", "|---|---|---|---|---|---|"]
+    for r in run["rows"]:
+        busy = (f"{1000 * r['gpu_busy_s_per_step']:.1f} ({100 * r['gpu_busy_fraction']:.0f} %)"
+                if "gpu_busy_fraction" in r else "—")
+        kern = f"{r['gpu_kernels_per_step']:.0f}" if "gpu_kernels_per_step" in r else "—"
+        ops = f"{r['aten_ops_per_step']:.0f}" if "aten_ops_per_step" in r else "—"
+        lines.append(f"| {r['id']} | {r['posts_per_s']:,.0f} [{r['posts_per_s_p10']:,.0f}, "
+                     f"{r['posts_per_s_p90']:,.0f}] | {r['posts_per_s_sustained']:,.0f} | "
+                     f"{1000 * r['s_per_step_median']:.1f} | {busy} | {kern} / {ops} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) == 3 and sys.argv[1] == "--profiled":
+        print(profiled_table(sys.argv[2]))
+    elif len(sys.argv) == 2:
+        print(table(sys.argv[1]))
+    else:
         raise SystemExit(__doc__)
-    print(table(sys.argv[1]))
