@@ -315,7 +315,9 @@ class CRF(nn.Module):
     def use_cuda_graphs(self, enabled: bool = True, max_graphs: int = 32) -> None:
         """Turn graph replay of :meth:`decode_with_scores` on or off (off by default; only
         GPU inputs are affected). Each distinct (batch, length) keeps one graph and its
-        buffers, so pad lengths to a few buckets when batches vary."""
+        buffers, so pad lengths to a few buckets when batches vary. A graph reads the CRF's
+        parameters where they were at capture (in-place updates are seen): after moving the
+        module to another device, call this again to drop the old graphs."""
         from mmie.modules.cuda_graphs import GraphCache
 
         self._graphs = (GraphCache(self._decode_scores, max_graphs=max_graphs, name="CRF")

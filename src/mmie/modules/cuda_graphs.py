@@ -30,6 +30,9 @@ Tensors = tuple[torch.Tensor, ...]
 
 
 class GraphCache:
+    """``cache(*tensors)``: ``fn(*tensors)``, from a CUDA graph per argument signature (see
+    the module docstring); ``graphs``, ``replays`` and ``failures`` say what happened."""
+
     def __init__(self, fn: Callable[..., torch.Tensor | Tensors], *, max_graphs: int = 32,
                  warmup: int = 2, name: str = "function"):
         self.fn, self.max_graphs, self.warmup, self.name = fn, max_graphs, warmup, name
