@@ -48,11 +48,10 @@ class Predictor:
     def __init__(self, model, task, run_cfg, meta: dict[str, Any], path: Path | None = None,
                  device: str | torch.device = "cpu", cuda_graphs: bool = False):
         self.model = model.to(device).eval()
-        crf = getattr(model, "crf", None)
-        if crf is not None and hasattr(crf, "use_cuda_graphs"):
+        if cuda_graphs and getattr(model, "crf", None) is not None:
             # NER on a GPU: the CRF's decoding loops replayed from CUDA graphs (same kernels,
             # same outputs; one graph per batch size and length); no effect on the CPU
-            crf.use_cuda_graphs(cuda_graphs)
+            model.crf.use_cuda_graphs()
         self.task = task
         self.cfg = run_cfg
         self.meta = meta
