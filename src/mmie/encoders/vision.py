@@ -401,7 +401,9 @@ class TimmVisionEncoder(VisionEncoder):
     def preprocess(self, images):
         if len(images) == 0:
             return torch.zeros(0, 3, *self.image_size)
-        return torch.stack([self._transform(_to_rgb(im)) for im in images])
+        from mmie.data.images import map_images
+
+        return torch.stack(map_images(lambda im: self._transform(_to_rgb(im)), images))
 
     def _feature_state(self):
         state = self.model.state_dict()

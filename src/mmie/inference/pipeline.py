@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from mmie.data.images import load_image
+from mmie.data.images import load_images
 from mmie.data.schema import Example, Relation, Span
 from mmie.errors import ConfigError, DataError
 from mmie.inference.outputs import EntityPair, Extraction, to_json
@@ -203,7 +203,7 @@ class Pipeline:
             req, c = self._check_item(offset + n, item)
             reqs.append(req)
             cands.append(c)
-        pils = [load_image(r.image) if r.image is not None else None for r in reqs]
+        pils = load_images([r.image for r in reqs])
         cache: dict[int, Any] = {}
 
         # NER: all posts of the chunk in one forward pass

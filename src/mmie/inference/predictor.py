@@ -19,7 +19,7 @@ import torch
 from safetensors import safe_open
 
 import mmie
-from mmie.data.images import load_image
+from mmie.data.images import load_images
 from mmie.data.schema import Example, Relation, Span
 from mmie.encoders.regions import featurize_pictures
 from mmie.errors import MMIEError
@@ -85,9 +85,9 @@ class Predictor:
     def preprocess(self, items: Sequence[Any], start: int = 0) -> list[Request]:
         """Validated requests with their pictures loaded (RGB PIL images or ``None``)."""
         reqs = [self.validate(item, n) for n, item in enumerate(items, start=start)]
-        for r in reqs:
-            if r.image is not None:
-                r.image = load_image(r.image)
+        pils = load_images([r.image for r in reqs])  # decoded in parallel, errors in order
+        for r, im in zip(reqs, pils):
+            r.image = im
         return reqs
 
     def example(self, req: Request) -> Example:
@@ -112,7 +112,7 @@ class Predictor:
         present = torch.tensor([im is not None for im in images], dtype=torch.bool)
         if vision is None:
             return {"image_present": present.to(self.device)}
-        pils = [load_image(im) if im is not None else None for im in images]
+        pils = load_images(images)
         data = self.cfg.data
         return featurize_pictures(vision, pils, region_grid=self.cfg.model.region_grid,
                                   regions=data.regions, max_objects=data.max_objects,
