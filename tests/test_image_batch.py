@@ -75,3 +75,12 @@ def test_vision_preprocess_parallel_is_bit_identical(tmp_path, monkeypatch):
     assert one.shape == (7, 3, *enc.image_size)
     assert torch.equal(one, four)
     assert not torch.equal(one[0], one[1])  # distinct pictures stay distinct, in order
+
+
+def test_default_workers_follow_the_cores(monkeypatch):
+    import mmie.data.images as images
+
+    monkeypatch.delenv("MMIE_IMAGE_WORKERS", raising=False)
+    for cores, want in [(1, 1), (2, 1), (3, 1), (4, 4), (16, 8), (None, 1)]:
+        monkeypatch.setattr(images.os, "cpu_count", lambda c=cores: c)
+        assert image_workers() == want, cores

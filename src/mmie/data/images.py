@@ -234,7 +234,10 @@ _POOL_LOCK = threading.Lock()
 
 def image_workers() -> int:
     """Threads that decode and transform a batch's pictures: ``MMIE_IMAGE_WORKERS``, else
-    the machine's cores up to 8 (Pillow's decoders and resamplers release the GIL)."""
+    the machine's cores up to 8 (Pillow's decoders and resamplers release the GIL), and 1 on
+    a machine of fewer than 4 cores, where the vision encoder needs them (2 cores: 150
+    pictures load and transform in 0.34 s one by one, 0.33 s on 2 threads, beside ~5 s of
+    encoder)."""
     env = os.environ.get("MMIE_IMAGE_WORKERS", "").strip()
     if env:
         try:
@@ -246,7 +249,8 @@ def image_workers() -> int:
             raise ImageError(f"MMIE_IMAGE_WORKERS={n} must be at least 1",
                              field="MMIE_IMAGE_WORKERS")
         return n
-    return max(1, min(8, os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    return min(8, cores) if cores >= 4 else 1
 
 
 def map_images(fn, items, workers: int | None = None) -> list:
