@@ -13,7 +13,9 @@ LIM=${2:-520}
 PY=${PYTHON:-python3}
 # shellcheck disable=SC1091
 source device/env.sh
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} MKL_NUM_THREADS=${MKL_NUM_THREADS:-4}
+# one intra-op thread: the GPU rows are bound by the host thread that launches the kernels, and
+# idle OpenMP threads spinning beside it (4 before) are one suspect for two runs disagreeing
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 mkdir -p "$OUT"
 nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
 # SM clock, utilisation and memory every 2 s, to set against the rows' times (a slow first run
@@ -26,12 +28,13 @@ echo "test_crf cuda rc=$?"
 timeout 30 $PY benchmarks/crf_speed.py --device cuda --output "$OUT/crf_decode_h200.json" \
   > "$OUT/crf_decode.log" 2>&1
 echo "crf_speed rc=$?"; grep "^B=" "$OUT/crf_decode.log"
-# the target rows only (reference loops, cached-feature sweep, the API with new pictures), so
+# the target rows only (reference loops, cached-feature sweep, the API with new pictures; add
+# --cuda-graphs for the CRF-graph rows, ~90 s a run more), so
 # that two runs fit one 10-minute call; add "train cache pipeline" to --sections for the rest
 timeout -s TERM "$LIM" $PY benchmarks/speed.py --device cuda --no-wait --precision bf16 \
   --sections reference sweep inference --synthetic-size 1400 --batch-size 16 \
   --sweep 256 1024 --workers 4 --max-warmup 15 --api-models text mmib --api-batch 256 \
-  --profile-steps 3 --cuda-graphs --repeat 2 --output "$OUT/speed_gpu_h200.json" > "$OUT/speed.log" 2>&1
+  --profile-steps 3 --repeat 2 --output "$OUT/speed_gpu_h200.json" > "$OUT/speed.log" 2>&1
 echo "speed rc=$?"
 grep -v "^\[speed\] \|Warning\|warn(" "$OUT/speed.log" | tail -n 80
 kill "$MON" 2>/dev/null
