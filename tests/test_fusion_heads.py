@@ -116,6 +116,22 @@ def test_concat_fusion_by_hand():
     assert torch.isfinite(out_p).all()
 
 
+def test_concat_fusion_identity_init_starts_as_text_only():
+    torch.manual_seed(0)
+    fusion = ConcatFusion(D, 7, dropout=0.0, init="identity")
+    text = torch.randn(2, 3, D)
+    glob = torch.randn(2, 7)
+    absent = torch.tensor([False, False])
+    assert torch.equal(fusion(text, glob, absent), text)  # no picture: exactly the text
+    assert torch.equal(fusion(text, glob), text)  # a picture: its half starts at zero ...
+    out = fusion(text, glob, torch.tensor([True, True]))
+    out.pow(2).sum().backward()
+    img_half = fusion.out.weight.grad[:, D:]
+    assert img_half.abs().sum() > 0  # ... and learns from the first step
+    with pytest.raises(ValueError, match="init='zeros'"):
+        ConcatFusion(D, 7, init="zeros")
+
+
 def test_gather_positions():
     hidden = torch.arange(2 * 4 * 3, dtype=torch.float).view(2, 4, 3)
     got = gather_positions(hidden, torch.tensor([3, 1]))

@@ -145,6 +145,10 @@ class ModelConfig:
     dropout: float = 0.1
     fusion: str = "cross"
     """``model.type=fusion``: cross (the cross-modal attention MMIB uses) | concat"""
+    fusion_init: str = "random"
+    """``model.fusion=concat``: random (the layer's default initialisation) | identity (the
+    text half starts as the identity and the image half at zero, so the fused tokens start
+    equal to the text tokens and a post without a picture starts as text-only)"""
     use_regions: bool = True
     """Feed the region grid (not only the global vector) to fusion."""
     region_grid: int = 3
@@ -238,6 +242,7 @@ class RunConfig:
         spec = registry.model_type(self.model.type)
         _choice("model.task", self.model.task, registry.CONFIG_TASKS)
         _choice("model.fusion", self.model.fusion, ("cross", "concat"))
+        _choice("model.fusion_init", self.model.fusion_init, ("random", "identity"))
         _choice("model.alignment_estimator", self.model.mmib.alignment_estimator,
                 ("discriminator", "infonce"))
         _choice("model.gating", self.model.mg_vmoe.gating, ("dense", "topk"))

@@ -32,7 +32,7 @@ class SimpleFusionModel(MMIEModel):
         H = self.hidden
         D = vision_encoder.out_dim
         if cfg.fusion == "concat":
-            self.fusion = ConcatFusion(H, D)
+            self.fusion = ConcatFusion(H, D, init=cfg.fusion_init)
         else:
             self.image_in = ImageInput(D, H, use_regions=cfg.use_regions, dropout=cfg.dropout,
                                        box_embedding=cfg.box_embedding)

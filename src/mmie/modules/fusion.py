@@ -122,15 +122,26 @@ class ConcatFusion(nn.Module):
     The global image vector ``[B, Dv]`` is projected to the text size (``P``), concatenated to
     every token and mapped back to ``D`` by one linear layer. ``image_present [B]`` (optional)
     zeroes the projected vector of posts without an image.
+    ``init="identity"``: the output layer starts as ``[I | 0]`` with zero bias, so the fused
+    tokens start equal to the text tokens (a post without a picture starts as text-only) and
+    the image half is learned from zero.
     ``forward(text [B, T, D], image_global [B, Dv], image_present=None) -> [B, T, D]``.
     """
 
-    def __init__(self, dim_text: int, dim_image: int, dropout: float = 0.1):
+    def __init__(self, dim_text: int, dim_image: int, dropout: float = 0.1,
+                 init: str = "random"):
         super().__init__()
+        if init not in ("random", "identity"):
+            raise ValueError(f"ConcatFusion: init={init!r}, expected random or identity")
         self.dim_text, self.dim_image = dim_text, dim_image
         self.proj = nn.Linear(dim_image, dim_text)
         self.out = nn.Linear(2 * dim_text, dim_text)
         self.drop = nn.Dropout(dropout)
+        if init == "identity":
+            with torch.no_grad():
+                self.out.weight.zero_()
+                self.out.weight[:, :dim_text].copy_(torch.eye(dim_text))
+                self.out.bias.zero_()
 
     def forward(self, text: torch.Tensor, image_global: torch.Tensor,
                 image_present: torch.Tensor | None = None) -> torch.Tensor:
