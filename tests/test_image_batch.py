@@ -84,3 +84,46 @@ def test_default_workers_follow_the_cores(monkeypatch):
     for cores, want in [(1, 1), (2, 1), (3, 1), (4, 4), (16, 8), (None, 1)]:
         monkeypatch.setattr(images.os, "cpu_count", lambda c=cores: c)
         assert image_workers() == want, cores
+
+
+def test_batched_to_tensor_and_normalize_equal_the_per_picture_transform(tmp_path):
+    from mmie.encoders.vision import build_vision_encoder
+
+    enc = build_vision_encoder("efficientnet_lite0")
+    assert enc._split_transform() is not None  # the batched path is the one taken
+    rng = np.random.default_rng(1)
+    pils = [Image.open(p).convert("RGB") for p in _pictures(tmp_path, 4)]
+    pils.append(Image.fromarray(rng.integers(0, 256, (300, 500, 4), dtype=np.uint8), "RGBA"))
+    pils.append(Image.new("L", (64, 90), 200))
+    pils.append(Image.new("P", (33, 33)))
+    got = enc.preprocess(pils)
+    want = torch.stack([enc._transform(_rgb(im)) for im in pils])
+    assert got.dtype == want.dtype == torch.float32
+    assert torch.equal(got, want)
+
+
+def _rgb(im):
+    from mmie.encoders.vision import _to_rgb
+
+    return _to_rgb(im)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_preprocess_on_the_gpu_equals_the_cpu(tmp_path):
+    from mmie.encoders.vision import build_vision_encoder
+
+    enc = build_vision_encoder("efficientnet_lite0")
+    pils = [Image.open(p).convert("RGB") for p in _pictures(tmp_path, 5)]
+    cpu = enc.preprocess(pils)
+    gpu = enc.preprocess(pils, device="cuda")
+    assert gpu.device.type == "cuda"
+    assert torch.equal(gpu.cpu(), cpu)
+
+
+def test_preprocess_device_argument_on_cpu(tmp_path):
+    from mmie.encoders.vision import build_vision_encoder
+
+    enc = build_vision_encoder("efficientnet_lite0")
+    pils = [Image.open(p).convert("RGB") for p in _pictures(tmp_path, 3)]
+    assert torch.equal(enc.preprocess(pils, device="cpu"), enc.preprocess(pils))
+    assert enc.preprocess([], device="cpu").shape == (0, 3, *enc.image_size)

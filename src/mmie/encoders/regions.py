@@ -404,7 +404,7 @@ def featurize_pictures(vision, pils: list[Any], *, region_grid: int, regions: st
     r = torch.zeros(len(pils), R, D, device=device)
     if idx:  # the pictures there are, as one batch (in micro-batches on CPU)
         with torch.no_grad():
-            gi, ri = vision.encode_batch(vision.preprocess([pils[k] for k in idx]).to(device))
+            gi, ri = vision.encode_batch(vision.preprocess([pils[k] for k in idx], device=device))
         g[idx], r[idx] = gi.float(), ri.float()
     if len(idx) < len(pils):  # the placeholder's features, encoded once per encoder state
         pg, pr = _placeholder(vision, device)
