@@ -127,3 +127,26 @@ def test_preprocess_device_argument_on_cpu(tmp_path):
     pils = [Image.open(p).convert("RGB") for p in _pictures(tmp_path, 3)]
     assert torch.equal(enc.preprocess(pils, device="cpu"), enc.preprocess(pils))
     assert enc.preprocess([], device="cpu").shape == (0, 3, *enc.image_size)
+
+
+def _square_in_child(q):
+    import mmie.data.images as images
+
+    fresh = images._POOL is None  # the parent's pool object (its threads stayed behind) is gone
+    q.put((fresh, map_images(lambda x: x * x, range(20), workers=3)))
+
+
+def test_pool_works_in_a_forked_child():
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork here")
+    assert map_images(lambda x: x + 1, range(10), workers=3) == list(range(1, 11))  # pool up
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_square_in_child, args=(q,))
+    p.start()
+    got = q.get(timeout=60)
+    p.join(timeout=60)
+    assert p.exitcode == 0
+    assert got == (True, [x * x for x in range(20)])

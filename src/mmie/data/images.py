@@ -232,6 +232,17 @@ _POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool_in_child() -> None:
+    """A forked process (a DataLoader worker) inherits the pool object but not its threads:
+    it starts its own on first use instead of waiting on threads that do not exist."""
+    global _POOL, _POOL_SIZE, _POOL_LOCK
+    _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def image_workers() -> int:
     """Threads that decode and transform a batch's pictures: ``MMIE_IMAGE_WORKERS``, else
     the machine's cores up to 8 (Pillow's decoders and resamplers release the GIL), and 1 on
