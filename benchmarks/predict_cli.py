@@ -9,7 +9,9 @@ Every command is a fresh ``python -m mmie`` process with this checkout's ``src``
 ``PYTHONPATH``. ``--baseline-src`` times another tree's ``src`` (e.g. the code before a change)
 in the same run, round-robin (every repeat runs each command of each tree once), so that the
 two are compared under the same load of a shared machine; it also checks that both trees write
-byte-identical outputs. Reported: every wall time, medians, posts/s = posts / (median wall -
+byte-identical outputs. ``--variant "ARGS"`` times this tree's commands with extra ``mmie
+predict`` arguments as well (e.g. ``--channels-last``), round-robin with the others, and
+checks that its predictions equal the plain command's apart from the scores. Reported: every wall time, medians, posts/s = posts / (median wall -
 median start-up).
 """
 
@@ -20,6 +22,7 @@ import filecmp
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -49,6 +52,18 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _unscored(path: Path) -> list:
+    """The JSONL predictions with every ``score`` / ``scores`` field dropped."""
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k not in ("score", "scores")}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+    return [strip(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
 def _commit(src: Path) -> str | None:
     try:
         return subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
@@ -65,12 +80,20 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="another tree's src/ timed in the same run (before/after)")
+    ap.add_argument("--variant", default=None, metavar="ARGS",
+                    help='extra `mmie predict` arguments timed as a third command set, e.g. '
+                         '"--channels-last"')
     ap.add_argument("--output", type=Path, default=Path("results/speed/cpu_predict_cli.json"))
     a = ap.parse_args()
     trees = {"this": SRC}
+    extra: dict[str, list[str]] = {"this": []}
     if a.baseline_src is not None:
         trees["baseline"] = a.baseline_src.resolve()
-    mmie = [sys.executable, "-m", "mmie", "predict", a.model]
+        extra["baseline"] = []
+    if a.variant:
+        trees["variant"] = SRC
+        extra["variant"] = shlex.split(a.variant)
+    base_cmd = [sys.executable, "-m", "mmie", "predict", a.model]
     load0 = os.getloadavg()
     counts = {f.name: sum(1 for line in f.read_text(encoding="utf-8").splitlines()
                           if line.strip()) for f in a.posts}
@@ -82,6 +105,7 @@ def main() -> None:
         # on the shared machine falls on all of them alike
         for _ in range(a.repeat):
             for k, src in trees.items():
+                mmie = base_cmd + extra[k]
                 start[k].append(wall(mmie + ["--text", "Jordan in Chicago"], src))
                 for f in a.posts:
                     walls[k][f.name].append(wall(mmie + ["--input", str(f), "--output",
@@ -90,6 +114,9 @@ def main() -> None:
             identical = {f.name: filecmp.cmp(f"{tmp}/this-{f.name}",
                                              f"{tmp}/baseline-{f.name}", shallow=False)
                          for f in a.posts}
+        if "variant" in trees:
+            same_but_scores = {f.name: _unscored(Path(f"{tmp}/this-{f.name}"))
+                               == _unscored(Path(f"{tmp}/variant-{f.name}")) for f in a.posts}
     files: dict[str, list[dict]] = {k: [] for k in trees}
     for k in trees:
         s0 = statistics.median(start[k])
@@ -100,7 +127,8 @@ def main() -> None:
                              "posts_per_s": counts[f.name] / (w - s0) if w > s0 else None})
 
     def row(k: str) -> dict:
-        return {"src": str(trees[k]), "commit": _commit(trees[k]), "startup_s": start[k],
+        return {"src": str(trees[k]), "commit": _commit(trees[k]), "args": extra[k],
+                "startup_s": start[k],
                 "median_startup_s": statistics.median(start[k]), "files": files[k]}
 
     rows = {"model": a.model, "threads": os.environ.get("OMP_NUM_THREADS"),
@@ -111,6 +139,9 @@ def main() -> None:
     if "baseline" in trees:
         rows["baseline"] = row("baseline")
         rows["outputs_identical_to_baseline"] = identical
+    if "variant" in trees:
+        rows["variant"] = row("variant")
+        rows["variant_same_predictions_but_scores"] = same_but_scores
     print(json.dumps(rows, indent=1))
     a.output.parent.mkdir(parents=True, exist_ok=True)
     a.output.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")

@@ -185,3 +185,54 @@ def test_load_with_cuda_graphs_sets_the_crf_cache_and_keeps_cpu_outputs(tiny_run
     items = [{"text": "Kevin Durant visits Paris with Obama"}, {"text": "RT @nba : LeBron"}]
     assert graphs.predict_batch(items) == plain.predict_batch(items)
     assert cache.replays == 0 and cache.graphs == {}  # CPU tensors: eager
+
+
+def test_channels_last_path_is_close_and_chunked(monkeypatch):
+    """The opt-in channels-last CPU path: features within 1e-4 of the default path's for the
+    packaged EfficientNet-Lite0, in calls of CPU_CHANNELS_LAST_CHUNK pictures."""
+    import mmie.encoders.vision as V
+    from mmie.config import load_config
+    from mmie.training.train import build_encoders
+
+    _, vision = build_encoders(load_config(None, ["model.vision_encoder=efficientnet_lite0"]),
+                               True)
+    vision.eval()
+    x = vision.preprocess(_pictures(5, seed=3))
+    monkeypatch.setattr(V, "CPU_CHANNELS_LAST_CHUNK", 2)
+    calls = _Calls(vision)
+    with torch.no_grad():
+        g0, r0 = vision.encode_batch(x)
+        g1, r1 = vision.encode_batch(x, channels_last=True)
+    calls.close()
+    assert calls.sizes[-3:] == [2, 2, 1]
+    assert g1.shape == g0.shape and r1.shape == r0.shape
+    assert torch.allclose(g0, g1, rtol=0, atol=1e-4), (g0 - g1).abs().max()
+    assert torch.allclose(r0, r1, rtol=0, atol=1e-4), (r0 - r1).abs().max()
+    assert not torch.equal(g0[0], g0[1])  # distinct pictures, in order
+
+
+def test_predictor_channels_last_gives_the_same_entities(tiny_run):
+    """``mmie.load(..., channels_last=True)``: the same entities and offsets as the default
+    path on posts with pictures, scores within 1e-3."""
+    import mmie
+    from mmie.data.images import resolve_image
+    from mmie.data.tokenize import words_to_text
+    from mmie.training.data import image_dir_for, load_examples
+
+    out, _, cfg = tiny_run("mmib_ner")
+    exact, fast = mmie.load(out / "model"), mmie.load(out / "model", channels_last=True)
+    assert fast.channels_last and not exact.channels_last
+    with torch.no_grad():
+        for p in (exact, fast):
+            p.model.head.proj.bias[p.task.labels.index("O")] -= 3.0
+    img_dir = image_dir_for(cfg, "test")
+    items = []
+    for ex in load_examples(cfg, "test")[:9]:
+        text, _ = words_to_text(ex.tokens)
+        items.append({"text": text, "image": str(resolve_image(img_dir, ex.image))})
+    a, b = exact.predict_batch(items), fast.predict_batch(items)
+    assert sum(len(r) for r in a) >= 3
+    for x, y in zip(a, b):
+        assert [{k: v for k, v in e.items() if k != "score"} for e in x] == \
+            [{k: v for k, v in e.items() if k != "score"} for e in y]
+        assert [e["score"] for e in x] == pytest.approx([e["score"] for e in y], abs=1e-3)
