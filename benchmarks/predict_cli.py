@@ -9,10 +9,11 @@ Every command is a fresh ``python -m mmie`` process with this checkout's ``src``
 ``PYTHONPATH``. ``--baseline-src`` times another tree's ``src`` (e.g. the code before a change)
 in the same run, round-robin (every repeat runs each command of each tree once), so that the
 two are compared under the same load of a shared machine; it also checks that both trees write
-byte-identical outputs. ``--variant "ARGS"`` times this tree's commands with extra ``mmie
-predict`` arguments as well (e.g. ``--channels-last``), round-robin with the others, and
-checks that its predictions equal the plain command's apart from the scores. Reported: every wall time, medians, posts/s = posts / (median wall -
-median start-up).
+byte-identical outputs. ``--variant=ARGS`` (the ``=`` because the value starts with ``--``)
+times this tree's commands with extra ``mmie predict`` arguments as well (an option under
+test), round-robin with the others, and checks that its predictions equal the plain command's
+apart from the scores. Reported: every wall time, medians,
+posts/s = posts / (median wall - median start-up).
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def main() -> None:
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="another tree's src/ timed in the same run (before/after)")
     ap.add_argument("--variant", default=None, metavar="ARGS",
-                    help='extra `mmie predict` arguments timed as a third command set, e.g. '
-                         '"--channels-last"')
+                    help="extra `mmie predict` arguments timed as a third command set "
+                         "(--variant=--flag: the '=' because the value starts with '--')")
     ap.add_argument("--output", type=Path, default=Path("results/speed/cpu_predict_cli.json"))
     a = ap.parse_args()
     trees = {"this": SRC}

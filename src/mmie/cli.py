@@ -155,10 +155,6 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--candidate-labels", help="comma-separated labels (zero-shot models)")
     pr.add_argument("--input", help='JSONL: one {"text", "image", "head", "tail"} per line')
     pr.add_argument("--output", help="write results as JSONL here (default: stdout)")
-    pr.add_argument("--channels-last", action="store_true",
-                    help="CPU: the vision encoder on new pictures in channels-last memory "
-                         "format (about 2x faster on 2 cores; features within ~3e-5 of the "
-                         "default path's, so scores may move in the fifth decimal)")
 
     # extract ---------------------------------------------------------------------------------
     ex = add("extract", "raw post (+ picture) -> entities and relations (NER then RE)")
@@ -343,7 +339,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.input is None and a.text is None:
         raise MMIEError("give --text (and optionally --image) or --input FILE.jsonl")
     check_output_file(a.output)
-    pred = load(a.model_dir, channels_last=a.channels_last)
+    pred = load(a.model_dir)
     if a.input:
         numbered = _read_jsonl_items(a.input, with_lines=True)
         items = [d for _, d in numbered]

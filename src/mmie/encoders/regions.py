@@ -382,16 +382,14 @@ def encode_crops(vision, pils: list[Any], batch_size: int = 32) -> torch.Tensor:
 
 def featurize_pictures(vision, pils: list[Any], *, region_grid: int, regions: str = "grid",
                        max_objects: int = 4, source: RegionSource | None = None,
-                       device: torch.device | str = "cpu",
-                       channels_last: bool = False) -> dict[str, torch.Tensor]:
+                       device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Image inputs of a prediction batch from PIL pictures (``None``: no picture): the one
     place new pictures are featurised for prediction (Predictor, pipeline, service).
 
     Returns ``image_global`` ``[P, D]``, ``image_present`` ``[P]``, and per ``regions``
     ``image_regions`` ``[P, s*s, D]`` and/or ``image_objects`` / ``image_object_boxes`` /
     ``image_object_mask``. A missing picture is encoded as a black placeholder and masked
-    (``image_present`` False); it has no objects. ``channels_last``: see
-    :meth:`~mmie.encoders.vision.VisionEncoder.encode_batch` (CPU only, opt-in)."""
+    (``image_present`` False); it has no objects."""
     from PIL import Image
 
     from mmie.encoders.vision import pool_regions
@@ -406,8 +404,7 @@ def featurize_pictures(vision, pils: list[Any], *, region_grid: int, regions: st
     r = torch.zeros(len(pils), R, D, device=device)
     if idx:  # the pictures there are, as one batch (in micro-batches on CPU)
         with torch.no_grad():
-            gi, ri = vision.encode_batch(vision.preprocess([pils[k] for k in idx], device=device),
-                                         channels_last=channels_last)
+            gi, ri = vision.encode_batch(vision.preprocess([pils[k] for k in idx], device=device))
         g[idx], r[idx] = gi.float(), ri.float()
     if len(idx) < len(pils):  # the placeholder's features, encoded once per encoder state
         pg, pr = _placeholder(vision, device)

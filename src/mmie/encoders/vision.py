@@ -46,7 +46,6 @@ __all__ = [
     "efficientnet_lite0_weights_path",
     "map_efficientnet_lite0_state_dict",
     "CPU_MICRO_BATCH",
-    "CPU_CHANNELS_LAST_CHUNK",
     "micro_batches",
 ]
 
@@ -59,8 +58,6 @@ _FEATURE_VERSION = 1  # bump when what forward() returns changes meaning
 #: pictures stay in cache), features bit-identical to the one call; calls of a single
 #: picture are not (another convolution algorithm), so none is made of a larger batch.
 CPU_MICRO_BATCH = 2
-#: pictures per call of the opt-in channels-last CPU path (``encode_batch(channels_last=True)``)
-CPU_CHANNELS_LAST_CHUNK = 32
 # model types whose pooled output is the image embedding (CLIP-like); other token models use CLS
 _POOLED_TYPES = ("clip_vision_model", "siglip_vision_model", "siglip2_vision_model",
                  "chinese_clip_vision_model", "altclip_vision_model", "x_clip_vision_model")
@@ -217,23 +214,13 @@ class VisionEncoder(nn.Module):
                 return self._features(pixel_values)
         return self._features(pixel_values)
 
-    def encode_batch(self, pixel_values: torch.Tensor, micro_batch: int | None = None,
-                     channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_batch(self, pixel_values: torch.Tensor,
+                     micro_batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` over a batch of any size; on CPU in calls of ``micro_batch`` to
         ``2 * micro_batch - 1`` pictures (default :data:`CPU_MICRO_BATCH`;
         :func:`micro_batches`), never one alone when the batch has more, so the features are
-        those of the one call. On a GPU: one call.
-
-        ``channels_last`` (CPU only): the pixels in channels-last memory format, in calls of
-        up to :data:`CPU_CHANNELS_LAST_CHUNK`: other convolution kernels, about twice as fast
-        on 2 cores for EfficientNet-Lite0, features within ~3e-5 of the default path's (not
-        bit-identical, so off unless asked)."""
+        those of the one call. On a GPU: one call."""
         n = int(pixel_values.shape[0])
-        if channels_last and pixel_values.device.type == "cpu" and n > 0:
-            x = pixel_values.contiguous(memory_format=torch.channels_last)
-            parts = [self(x[a:a + CPU_CHANNELS_LAST_CHUNK])
-                     for a in range(0, n, CPU_CHANNELS_LAST_CHUNK)]
-            return torch.cat([g for g, _ in parts]), torch.cat([r for _, r in parts])
         size = CPU_MICRO_BATCH if micro_batch is None else int(micro_batch)
         if pixel_values.device.type != "cpu" or size <= 1 or n < 2 * size:
             return self(pixel_values)

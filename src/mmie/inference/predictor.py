@@ -46,10 +46,8 @@ class Predictor:
     """
 
     def __init__(self, model, task, run_cfg, meta: dict[str, Any], path: Path | None = None,
-                 device: str | torch.device = "cpu", cuda_graphs: bool = False,
-                 channels_last: bool = False):
+                 device: str | torch.device = "cpu", cuda_graphs: bool = False):
         self.model = model.to(device).eval()
-        self.channels_last = bool(channels_last)  # new pictures on the CPU: see mmie.load
         if cuda_graphs and getattr(model, "crf", None) is not None:
             # NER on a GPU: the CRF's decoding loops replayed from CUDA graphs (same kernels,
             # same outputs; one graph per batch size and length); no effect on the CPU
@@ -118,8 +116,7 @@ class Predictor:
         data = self.cfg.data
         return featurize_pictures(vision, pils, region_grid=self.cfg.model.region_grid,
                                   regions=data.regions, max_objects=data.max_objects,
-                                  source=self._region_source(), device=self.device,
-                                  channels_last=self.channels_last)
+                                  source=self._region_source(), device=self.device)
 
     def _region_source(self):
         if self.cfg.data.regions == "grid":
@@ -236,18 +233,13 @@ def check_model_dir(path: Path) -> None:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu",
-         cuda_graphs: bool = False, channels_last: bool = False) -> Predictor:
+         cuda_graphs: bool = False) -> Predictor:
     """Load a model directory written by ``save_pretrained`` (the ``model`` folder of a run).
 
     ``cuda_graphs``: on a GPU, replay an NER model's CRF decoding (Viterbi and marginals)
     from CUDA graphs captured per (batch size, length); the same outputs, fewer kernel
     launches (about 1.5-1.9x the model call on an H200 at batch 256-1,024,
     docs/performance.md). Off by default: each new batch shape pays a capture.
-
-    ``channels_last``: on the CPU, run the vision encoder on new pictures in channels-last
-    memory format (about twice as fast on 2 cores; the features differ from the training
-    path's by ~3e-5, so scores may move in the fifth decimal). Off by default: the default
-    path reproduces the training path's features exactly.
     """
     path = Path(path)
     if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
@@ -263,4 +255,4 @@ def load(path: str | Path, device: str | torch.device = "cpu",
                         "the folder may be incomplete or from another mmie version: copy it "
                         "again, or re-create it with `mmie train`") from None
     return Predictor(model, task, run_cfg, meta, path=path, device=device,
-                     cuda_graphs=cuda_graphs, channels_last=channels_last)
+                     cuda_graphs=cuda_graphs)
