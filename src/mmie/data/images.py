@@ -246,9 +246,9 @@ if hasattr(os, "register_at_fork"):
 def image_workers() -> int:
     """Threads that decode and transform a batch's pictures: ``MMIE_IMAGE_WORKERS``, else
     the machine's cores up to 8 (Pillow's decoders and resamplers release the GIL), and 1 on
-    a machine of fewer than 4 cores, where the vision encoder needs them (2 cores: 150
-    pictures load and transform in 0.34 s one by one, 0.33 s on 2 threads, beside ~5 s of
-    encoder)."""
+    a machine of fewer than 4 cores, where the vision encoder needs them (2 cores: a 128 px
+    picture loads and transforms in 2.2 ms on one thread, 1.7 ms on two, beside ~35 ms a
+    post in all; ``benchmarks/preprocess_speed.py``)."""
     env = os.environ.get("MMIE_IMAGE_WORKERS", "").strip()
     if env:
         try:
