@@ -155,6 +155,12 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--candidate-labels", help="comma-separated labels (zero-shot models)")
     pr.add_argument("--input", help='JSONL: one {"text", "image", "head", "tail"} per line')
     pr.add_argument("--output", help="write results as JSONL here (default: stdout)")
+    pr.add_argument("--device", default="cpu", help="where the model runs: cpu (default), "
+                    "cuda, cuda:1, ...")
+    pr.add_argument("--image-decode", choices=["host", "device"], default="host",
+                    help="host (default): pictures decoded and resized with Pillow; device: "
+                    "JPEGs decoded and resized on --device (nvJPEG on a GPU), pixels within "
+                    "about one grey level of host")
 
     # extract ---------------------------------------------------------------------------------
     ex = add("extract", "raw post (+ picture) -> entities and relations (NER then RE)")
@@ -339,7 +345,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.input is None and a.text is None:
         raise MMIEError("give --text (and optionally --image) or --input FILE.jsonl")
     check_output_file(a.output)
-    pred = load(a.model_dir)
+    pred = load(a.model_dir, device=a.device, image_decode=a.image_decode)
     if a.input:
         numbered = _read_jsonl_items(a.input, with_lines=True)
         items = [d for _, d in numbered]

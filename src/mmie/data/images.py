@@ -30,7 +30,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from mmie.errors import ImageError
 
 __all__ = ["POLICIES", "IMAGE_SUFFIXES", "resolve_image", "ImageLoader", "load_image",
-           "load_images", "map_images", "image_workers", "blank_image", "probe_size"]
+           "read_image_bytes", "decode_image_bytes", "open_image_header", "load_images", "map_images", "image_workers", "blank_image", "probe_size"]
 
 POLICIES = ("error", "skip", "blank")
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg")
@@ -128,13 +128,8 @@ def _open(src: io.BytesIO, where, max_pixels: int) -> Image.Image:
 def probe_size(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """``(width, height)`` from an image's header, before any pixel is decoded; raises
     :class:`ImageError` (``kind`` 'too_large' or 'corrupt') like :func:`load_image`."""
-    try:
-        with _open(io.BytesIO(data), "<bytes>", max_pixels) as im:
-            return im.size
-    except ImageError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise _err(f"corrupt image ({e})", path="<bytes>", kind="corrupt") from None
+    with open_image_header(data, max_pixels=max_pixels) as im:
+        return im.size
 
 
 def _decode(data: bytes, path: Path | None, *, max_pixels: int) -> Image.Image:
@@ -196,6 +191,15 @@ def load_image(source: str | Path | bytes | Image.Image, *,
         except Exception as e:
             raise _err(f"corrupt image ({e})", kind="corrupt") from None
         return im.convert("RGB") if im.mode != "RGB" else im
+    data, path = read_image_bytes(source, max_bytes=max_bytes)
+    return _decode(data, path, max_pixels=max_pixels)
+
+
+def read_image_bytes(source: str | Path | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES
+                     ) -> tuple[bytes, Path | None]:
+    """The encoded bytes of a picture given as a path or as bytes, with the checks
+    :func:`load_image` makes before decoding (missing, a folder, empty, over ``max_bytes``,
+    unreadable): ``(data, path)``, ``path`` ``None`` for bytes. Raises :class:`ImageError`."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
@@ -203,7 +207,7 @@ def load_image(source: str | Path | bytes | Image.Image, *,
         if len(data) > max_bytes:
             raise _err(f"image data of {len(data)} bytes exceeds the limit of "
                        f"{_describe_limit(max_bytes)}", kind="too_large")
-        return _decode(data, None, max_pixels=max_pixels)
+        return data, None
     if isinstance(source, (str, Path)):
         p = Path(source)
         if p.is_dir():
@@ -218,12 +222,31 @@ def load_image(source: str | Path | bytes | Image.Image, *,
             raise _err(f"image file of {size} bytes exceeds the limit of "
                        f"{_describe_limit(max_bytes)}", path=p, kind="too_large")
         try:
-            data = p.read_bytes()
+            return p.read_bytes(), p
         except OSError as e:
             raise _err(f"cannot read image file ({e.strerror or e})", path=p,
                        kind="corrupt") from None
-        return _decode(data, p, max_pixels=max_pixels)
     raise ImageError(f"expected a path, bytes or a PIL image, got {type(source).__name__}")
+
+
+def decode_image_bytes(data: bytes, path: str | Path | None = None, *,
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Encoded picture bytes (from :func:`read_image_bytes`) decoded as :func:`load_image`
+    does: guarded, fully decoded, EXIF-rotated, RGB; errors name ``path``."""
+    return _decode(data, Path(path) if path is not None else None, max_pixels=max_pixels)
+
+
+def open_image_header(data: bytes, path: str | Path | None = None, *,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The picture's header only (format, size, mode, EXIF), nothing decoded; the pixel limit
+    and an unidentifiable format raise :class:`ImageError` as in :func:`load_image`."""
+    where = path if path is not None else "<bytes>"
+    try:
+        return _open(io.BytesIO(data), where, max_pixels)
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise _err(f"corrupt image ({e})", path=where, kind="corrupt") from None
 
 
 # ---- a batch of pictures at once ----------------------------------------------------------

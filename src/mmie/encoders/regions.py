@@ -382,9 +382,13 @@ def encode_crops(vision, pils: list[Any], batch_size: int = 32) -> torch.Tensor:
 
 def featurize_pictures(vision, pils: list[Any], *, region_grid: int, regions: str = "grid",
                        max_objects: int = 4, source: RegionSource | None = None,
-                       device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+                       device: torch.device | str = "cpu",
+                       pixel_values: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Image inputs of a prediction batch from PIL pictures (``None``: no picture): the one
     place new pictures are featurised for prediction (Predictor, pipeline, service).
+    ``pixel_values``: the present pictures' pixels, in order, already preprocessed (on the
+    device, :class:`~mmie.encoders.device_pixels.DevicePixels`); then ``pils`` only says
+    which posts have a picture, and ``regions`` must be ``grid``.
 
     Returns ``image_global`` ``[P, D]``, ``image_present`` ``[P]``, and per ``regions``
     ``image_regions`` ``[P, s*s, D]`` and/or ``image_objects`` / ``image_object_boxes`` /
@@ -402,9 +406,15 @@ def featurize_pictures(vision, pils: list[Any], *, region_grid: int, regions: st
     D, R = vision.out_dim, vision.num_regions
     g = torch.zeros(len(pils), D, device=device)
     r = torch.zeros(len(pils), R, D, device=device)
+    if pixel_values is not None and (regions != "grid" or len(pixel_values) != len(idx)):
+        raise ConfigError(f"pixel_values for {len(pixel_values)} pictures with {len(idx)} "
+                          f"present and data.regions={regions!r}: given pixels need regions "
+                          "'grid' and one row per present picture")
     if idx:  # the pictures there are, as one batch (in micro-batches on CPU)
         with torch.no_grad():
-            gi, ri = vision.encode_batch(vision.preprocess([pils[k] for k in idx], device=device))
+            pix = (vision.preprocess([pils[k] for k in idx], device=device)
+                   if pixel_values is None else pixel_values)
+            gi, ri = vision.encode_batch(pix)
         g[idx], r[idx] = gi.float(), ri.float()
     if len(idx) < len(pils):  # the placeholder's features, encoded once per encoder state
         pg, pr = _placeholder(vision, device)

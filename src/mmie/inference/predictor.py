@@ -19,14 +19,17 @@ import torch
 from safetensors import safe_open
 
 import mmie
-from mmie.data.images import load_images
+from mmie.data.images import load_images, map_images
 from mmie.data.schema import Example, Relation, Span
+from mmie.encoders.device_pixels import DevicePixels, read_picture
 from mmie.encoders.regions import featurize_pictures
 from mmie.errors import MMIEError
 from mmie.inference.outputs import Entity, Prediction, Typing, to_json
 from mmie.inference.outputs import Relation as RelationResult
 from mmie.inference.request import MAX_WORDS, Request, validate_item
 from mmie.models.factory import load_pretrained
+
+IMAGE_DECODE = ("host", "device")
 
 class Predictor:
     """A loaded model ready for prediction (``mmie.load``).
@@ -46,7 +49,11 @@ class Predictor:
     """
 
     def __init__(self, model, task, run_cfg, meta: dict[str, Any], path: Path | None = None,
-                 device: str | torch.device = "cpu", cuda_graphs: bool = False):
+                 device: str | torch.device = "cpu", cuda_graphs: bool = False,
+                 image_decode: str = "host"):
+        if image_decode not in IMAGE_DECODE:
+            raise MMIEError(f"image_decode={image_decode!r} is not one of "
+                            f"{', '.join(IMAGE_DECODE)}")
         self.model = model.to(device).eval()
         if cuda_graphs and getattr(model, "crf", None) is not None:
             # NER on a GPU: the CRF's decoding loops replayed from CUDA graphs (same kernels,
@@ -59,6 +66,14 @@ class Predictor:
         self.device = torch.device(device)
         self.zero_shot = getattr(task, "zero_shot", False)
         self.max_words = MAX_WORDS
+        self.image_decode = image_decode
+        self.device_pixels = None
+        if image_decode == "device" and getattr(model, "vision", None) is not None:
+            if run_cfg.data.regions != "grid":
+                raise MMIEError(f"image_decode='device' needs a model of data.regions=grid; "
+                                f"this one uses {run_cfg.data.regions!r} (the detector takes "
+                                "host pictures): use image_decode='host'")
+            self.device_pixels = DevicePixels(model.vision)  # ConfigError for other transforms
 
     @property
     def task_name(self) -> str:
@@ -74,7 +89,10 @@ class Predictor:
                 "encoders": {"text": self.meta.get("text_encoder"),
                              "vision": self.meta.get("vision_encoder")},
                 "version": mmie.__version__, "max_words": self.max_words,
-                "max_length": self.cfg.data.max_length, "path": str(self.path or "")}
+                "max_length": self.cfg.data.max_length, "path": str(self.path or ""),
+                "image_decode": self.image_decode,
+                **({"image_decode_counts": dict(self.device_pixels.counts)}
+                   if self.device_pixels is not None else {})}
 
     # ---- 1. preprocess -------------------------------------------------------------------
     def validate(self, item: Any, n: int = 0, **limits: Any) -> Request:
@@ -83,9 +101,14 @@ class Predictor:
                              labels=self.labels, max_words=self.max_words, **limits)
 
     def preprocess(self, items: Sequence[Any], start: int = 0) -> list[Request]:
-        """Validated requests with their pictures loaded (RGB PIL images or ``None``)."""
+        """Validated requests with their pictures loaded (RGB PIL images or ``None``; with
+        ``image_decode='device'`` a JPEG is read and checked here and decoded on the device
+        in :meth:`image_inputs`)."""
         reqs = [self.validate(item, n) for n, item in enumerate(items, start=start)]
-        pils = load_images([r.image for r in reqs])  # decoded in parallel, errors in order
+        sources = [r.image for r in reqs]
+        # decoded (or, for the device, read and checked) in parallel, errors in order
+        pils = (map_images(read_picture, sources) if self.device_pixels is not None
+                else load_images(sources))
         for r, im in zip(reqs, pils):
             r.image = im
         return reqs
@@ -112,11 +135,17 @@ class Predictor:
         present = torch.tensor([im is not None for im in images], dtype=torch.bool)
         if vision is None:
             return {"image_present": present.to(self.device)}
-        pils = load_images(images)
         data = self.cfg.data
+        pixels = None
+        if self.device_pixels is not None:
+            pils = map_images(read_picture, images)
+            pixels = self.device_pixels([p for p in pils if p is not None], self.device)
+        else:
+            pils = load_images(images)
         return featurize_pictures(vision, pils, region_grid=self.cfg.model.region_grid,
                                   regions=data.regions, max_objects=data.max_objects,
-                                  source=self._region_source(), device=self.device)
+                                  source=self._region_source(), device=self.device,
+                                  pixel_values=pixels)
 
     def _region_source(self):
         if self.cfg.data.regions == "grid":
@@ -233,14 +262,27 @@ def check_model_dir(path: Path) -> None:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu",
-         cuda_graphs: bool = False) -> Predictor:
+         cuda_graphs: bool = False, image_decode: str = "host") -> Predictor:
     """Load a model directory written by ``save_pretrained`` (the ``model`` folder of a run).
 
     ``cuda_graphs``: on a GPU, replay an NER model's CRF decoding (Viterbi and marginals)
     from CUDA graphs captured per (batch size, length); the same outputs, fewer kernel
     launches (about 1.5-1.9x the model call on an H200 at batch 256-1,024,
     docs/performance.md). Off by default: each new batch shape pays a capture.
+
+    ``image_decode``: ``"host"`` (default) decodes and transforms new pictures with Pillow;
+    ``"device"`` decodes JPEGs on ``device`` (nvJPEG on a GPU) and resizes them there as
+    tensors (:mod:`mmie.encoders.device_pixels`): the same checks and errors, pixels within
+    about one grey level of the host path, so scores can differ in the last digits. For
+    models of ``data.regions=grid``.
     """
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise MMIEError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, ...): "
+                        f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MMIEError(f"device {str(device)!r}: no CUDA GPU is available here; use cpu")
     path = Path(path)
     if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
         path = path / "model"
@@ -255,4 +297,4 @@ def load(path: str | Path, device: str | torch.device = "cpu",
                         "the folder may be incomplete or from another mmie version: copy it "
                         "again, or re-create it with `mmie train`") from None
     return Predictor(model, task, run_cfg, meta, path=path, device=device,
-                     cuda_graphs=cuda_graphs)
+                     cuda_graphs=cuda_graphs, image_decode=image_decode)
