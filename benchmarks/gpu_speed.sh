@@ -25,15 +25,21 @@ nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
 MON=$!
 timeout 30 $PY -m pytest -q -p no:cacheprovider tests/test_crf.py -k cuda > "$OUT/test_crf_cuda.log" 2>&1
 echo "test_crf cuda rc=$?"
+# the CUDA-only tests of the picture paths: batched preprocess and nvJPEG decode vs the CPU
+timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_device_pixels.py tests/test_image_batch.py \
+  > "$OUT/test_pictures_cuda.log" 2>&1
+echo "test pictures rc=$?"; tail -n 3 "$OUT/test_pictures_cuda.log"
 timeout 30 $PY benchmarks/crf_speed.py --device cuda --output "$OUT/crf_decode_h200.json" \
   > "$OUT/crf_decode.log" 2>&1
 echo "crf_speed rc=$?"; grep "^B=" "$OUT/crf_decode.log"
-# the target rows only (reference loops, cached-feature sweep, the API with new pictures; add
+# the target rows only (reference loops, cached-feature sweep, the API with new JPEG pictures
+# decoded by Pillow and, image_decode=device, by nvJPEG; add
 # --cuda-graphs for the CRF-graph rows, ~90 s a run more), so
 # that two runs fit one 10-minute call; add "train cache pipeline" to --sections for the rest
 timeout -s TERM "$LIM" $PY benchmarks/speed.py --device cuda --no-wait --precision bf16 \
   --sections reference sweep inference --synthetic-size 1400 --batch-size 16 \
   --sweep 256 1024 --workers 4 --max-warmup 15 --api-models text mmib --api-batch 256 \
+  --api-jpeg --api-image-decode host device --api-device-batch 256 1024 \
   --profile-steps 3 --repeat 2 --output "$OUT/speed_gpu_h200.json" > "$OUT/speed.log" 2>&1
 echo "speed rc=$?"
 grep -v "^\[speed\] \|Warning\|warn(" "$OUT/speed.log" | tail -n 80

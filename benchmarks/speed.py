@@ -526,21 +526,70 @@ def inference_items(su: Setup, n: int, split: str = "test") -> list[dict[str, An
 
 def bench_api(bench: Bench, name: str, pred, items: list[dict[str, Any]],
               batch_sizes: list[int], precision: str,
-              latency_steps: int | None = None) -> list[dict[str, Any]]:
+              latency_steps: int | None = None, tag: str = "",
+              reference=None) -> list[dict[str, Any]]:
     """``predict`` per post (its latency is the step time) and ``predict_batch`` per chunk of
-    ``batch_size`` posts (each call decodes and encodes its pictures)."""
+    ``batch_size`` posts (each call decodes and encodes its pictures). ``tag`` names a
+    variant in the row ids (``api/NAME+TAG/...``); ``reference``: a predictor whose outputs
+    on the first chunk the variant's are compared with (``same_predictions``)."""
     one = forever(items)
-    common = dict(section="inference", model=name, precision=precision)
+    label = name + (f"+{tag}" if tag else "")
+    common = dict(section="inference", model=name, precision=precision,
+                  image_decode=getattr(pred, "image_decode", "host"))
     with autocast(bench.device, precision):
-        rows = [bench.measure(f"api/{name}/b1/{precision}", lambda: pred.predict(**next(one)), 1,
+        rows = [bench.measure(f"api/{label}/b1/{precision}", lambda: pred.predict(**next(one)), 1,
                               steps=latency_steps, what="predict", batch_size=1, **common)]
         for bs in batch_sizes:
-            chunks = forever([items[k:k + bs] for k in range(0, len(items) - bs + 1, bs)]
-                             or [(items * bs)[:bs]])
-            rows.append(bench.measure(f"api/{name}/b{bs}/{precision}",
+            chunk_list = ([items[k:k + bs] for k in range(0, len(items) - bs + 1, bs)]
+                          or [(items * bs)[:bs]])
+            chunks = forever(chunk_list)
+            rows.append(bench.measure(f"api/{label}/b{bs}/{precision}",
                                       lambda: pred.predict_batch(next(chunks), batch_size=bs),
                                       bs, what="predict_batch", batch_size=bs, **common))
+            if reference is not None:
+                rows[-1].update(_same_predictions(reference, pred, chunk_list[0], bs))
     return rows
+
+
+def _same_predictions(ref, pred, items: list[dict[str, Any]], bs: int) -> dict[str, Any]:
+    """How many posts get the same labels / spans from ``pred`` as from ``ref`` (scores
+    apart), and the largest score difference."""
+    a, b = ref.predict_batch(items, batch_size=bs), pred.predict_batch(items, batch_size=bs)
+
+    def key(r):
+        if isinstance(r, list):  # NER entities
+            return [(e["start"], e["end"], e["type"]) for e in r]
+        return r.get("relation", r.get("type"))
+
+    def scores(r):
+        return [e["score"] for e in r] if isinstance(r, list) else [r.get("score", 0.0)]
+
+    same = sum(key(x) == key(y) for x, y in zip(a, b))
+    diffs = [abs(u - v) for x, y in zip(a, b) if key(x) == key(y)
+             for u, v in zip(scores(x), scores(y))]
+    return {"same_predictions": same, "compared_posts": len(a),
+            "max_score_diff": round(max(diffs, default=0.0), 6)}
+
+
+def jpeg_items(items: list[dict[str, Any]], folder: Path, quality: int = 90) -> list[dict[str, Any]]:
+    """The items with their pictures re-encoded as JPEG (photographs are JPEGs; the synthetic
+    set's are PNGs), each once, under ``folder``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    done: dict[str, str] = {}
+    out = []
+    for it in items:
+        it = dict(it)
+        src = it.get("image")
+        if src is not None:
+            if src not in done:
+                dst = folder / (Path(src).stem + f"_{len(done)}.jpg")
+                Image.open(src).convert("RGB").save(dst, "JPEG", quality=quality)
+                done[src] = str(dst)
+            it["image"] = done[src]
+        out.append(it)
+    return out
 
 
 # ---- 5. feature cache ------------------------------------------------------------------------------
@@ -768,6 +817,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="posts for the API's predict_batch rows (the pool they cycle over)")
     ap.add_argument("--api-batch", type=int, nargs="*", default=None,
                     help="predict_batch sizes (default 32, and 256 on CUDA)")
+    ap.add_argument("--api-jpeg", action="store_true",
+                    help="the API rows' pictures re-encoded as JPEG (quality 90) first")
+    ap.add_argument("--api-image-decode", nargs="+", default=["host"],
+                    choices=["host", "device"],
+                    help="image_decode of the API rows: host (Pillow) and/or device "
+                    "(decode_jpeg + tensor resize on --device); device rows are compared "
+                    "with the host predictor's outputs")
+    ap.add_argument("--api-device-batch", type=int, nargs="*", default=None,
+                    help="batch sizes of the image_decode=device API rows (default: --api-batch)")
     ap.add_argument("--cache-images", type=int, default=32)
     ap.add_argument("--pipeline-posts", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -859,7 +917,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     api_batch = args.api_batch if args.api_batch is not None else (
         [32, 256] if device.type == "cuda" else [32])
-    n_items = max(args.batch_posts, args.pipeline_posts, *api_batch, 32)
+    n_items = max(args.batch_posts, args.pipeline_posts, *api_batch,
+                  *(args.api_device_batch or []), 32)
     sections = set(args.sections)
     res: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, "benchmarks/speed.py", *argv]),
@@ -874,6 +933,9 @@ def main(argv: list[str] | None = None) -> int:
                    "precision": args.precision, "execution": "eager", "sweep": args.sweep,
                    "models": args.models, "sections": sorted(sections),
                    "api_models": args.api_models or args.models,
+                   "api_pictures": "jpeg q90" if args.api_jpeg else "as generated (png)",
+                   "api_image_decode": args.api_image_decode,
+                   "api_device_batch": args.api_device_batch,
                    "workers": args.workers, "text_encoder": "minilm",
                    "vision_encoder": "efficientnet_lite0",
                    "timer": "time.perf_counter between torch.cuda.synchronize() calls"
@@ -923,10 +985,25 @@ def main(argv: list[str] | None = None) -> int:
         for name in [m for m in (args.api_models or args.models) if m in model_dirs]:
             print(f"[speed] inference (Python API): {name}", flush=True)
             items = inference_items(setups[name], n_items)
-            pred = mmie.load(model_dirs[name], device=device)
-            for prec in args.precision:
-                bench_api(bench, name, pred, items, api_batch, prec, args.latency_posts)
-            del pred
+            if args.api_jpeg:
+                items = jpeg_items(items, work / "jpeg" / name)
+            host = mmie.load(model_dirs[name], device=device)
+            for decode in args.api_image_decode:
+                if decode != "host" and not setups[name].uses_image:
+                    continue
+                pred = host if decode == "host" else mmie.load(
+                    model_dirs[name], device=device, image_decode=decode)
+                batches = api_batch if decode == "host" or args.api_device_batch is None \
+                    else args.api_device_batch
+                for prec in args.precision:
+                    rows = bench_api(bench, name, pred, items, batches, prec,
+                                     args.latency_posts,
+                                     tag="" if decode == "host" else f"{decode}_decode",
+                                     reference=None if decode == "host" else host)
+                    if decode != "host":
+                        rows[-1]["image_decode_counts"] = pred.info().get("image_decode_counts")
+                del pred
+            del host
 
     if "cache" in sections and "mmib" in setups:
         print("[speed] feature cache (single pass)", flush=True)

@@ -88,6 +88,16 @@ def test_device_pixels_close_to_the_host_path(lite0):
     assert torch.nn.functional.cosine_similarity(g1, g2).min().item() > 0.99
 
 
+def test_pictures_of_one_size_resize_together_as_one_by_one(lite0):
+    dp = DevicePixels(lite0)
+    imgs = [torch.from_numpy(_photo(90, 130, seed=k)).permute(2, 0, 1) for k in range(3)]
+    imgs.insert(1, torch.from_numpy(_photo(70, 100, seed=9)).permute(2, 0, 1))
+    together = dp.transform(imgs)
+    alone = torch.cat([dp.transform([x]) for x in imgs])
+    assert together.shape == (4, 3, 224, 224)
+    assert torch.equal(together, alone)
+
+
 def test_png_pil_and_grey_go_through_the_host_decoder_counted(lite0, tmp_path):
     arr = _photo()
     png = tmp_path / "a.png"

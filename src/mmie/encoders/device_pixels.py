@@ -179,13 +179,22 @@ class DevicePixels:
 
     def transform(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """Resize (shorter side), centre crop, scale to [0, 1] and normalise ``uint8``
-        ``[3, H, W]`` tensors; one ``[N, 3, h, w]`` float32 batch on their device."""
+        ``[3, H, W]`` tensors; one ``[N, 3, h, w]`` float32 batch on their device. Pictures
+        of one size are resized together (one kernel for the group, the same values as one
+        by one)."""
         import torchvision.transforms.v2.functional as F
 
         rc = self.recipe
-        crops = [F.center_crop(F.resize(x, [rc.resize], interpolation=rc.interpolation,
-                                        antialias=True), list(rc.crop)) for x in images]
-        x = torch.stack(crops).to(torch.float32).div_(255)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k, x in enumerate(images):
+            groups.setdefault(tuple(x.shape[-2:]), []).append(k)
+        out = torch.empty(len(images), 3, *rc.crop, dtype=torch.uint8, device=images[0].device)
+        for ks in groups.values():
+            batch = torch.stack([images[k] for k in ks])
+            batch = F.center_crop(F.resize(batch, [rc.resize], interpolation=rc.interpolation,
+                                           antialias=True), list(rc.crop))
+            out[torch.tensor(ks, device=out.device)] = batch
+        x = out.to(torch.float32).div_(255)
         return (x - rc.mean.to(x.device)) / rc.std.to(x.device)
 
     def __call__(self, pictures: Sequence[Any], device: torch.device | str) -> torch.Tensor:
