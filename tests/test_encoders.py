@@ -287,9 +287,14 @@ def test_lite0_preprocessing_and_identity(lite0):
     assert same.identity.startswith("efficientnet_lite0-")
     small = build_vision_encoder("efficientnet_lite0", image_size=160)
     assert small.num_regions == 25 and small.identity != same.identity
+    first = same.identity
+    assert same.identity is first  # memoised: the weights are hashed once, not per lookup
     with torch.no_grad():
         same.model.conv_stem.weight[0, 0, 0, 0] += 1.0
     assert same.identity != lite0.identity  # weights changed in place
+    with torch.no_grad():
+        same.model.conv_stem.weight.copy_(lite0.model.conv_stem.weight)
+    assert same.identity == lite0.identity  # changed back in place: the same hash again
 
 
 def _hf_tiny(kind):

@@ -403,27 +403,36 @@ def featurize_pictures(vision, pils: list[Any], *, region_grid: int, regions: st
     present = torch.tensor([p is not None for p in pils], dtype=torch.bool)
     idx = [k for k, p in enumerate(pils) if p is not None]
     vision.eval()
-    D, R = vision.out_dim, vision.num_regions
-    g = torch.zeros(len(pils), D, device=device)
-    r = torch.zeros(len(pils), R, D, device=device)
     if pixel_values is not None and (regions != "grid" or len(pixel_values) != len(idx)):
         raise ConfigError(f"pixel_values for {len(pixel_values)} pictures with {len(idx)} "
                           f"present and data.regions={regions!r}: given pixels need regions "
                           "'grid' and one row per present picture")
+    grid = regions in ("grid", "both")
+    gi = ri = None
     if idx:  # the pictures there are, as one batch (in micro-batches on CPU)
         with torch.no_grad():
             pix = (vision.preprocess([pils[k] for k in idx], device=device)
                    if pixel_values is None else pixel_values)
             gi, ri = vision.encode_batch(pix)
-        g[idx], r[idx] = gi.float(), ri.float()
-    if len(idx) < len(pils):  # the placeholder's features, encoded once per encoder state
+        gi = gi.float().to(device)
+        ri = pool_regions(ri.float(), region_grid).to(device) if grid else None
+    if idx and len(idx) == len(pils):
+        g, r = gi, ri
+    else:  # missing pictures get the placeholder's features (masked by image_present)
         pg, pr = _placeholder(vision, device)
-        for k, p in enumerate(pils):
-            if p is None:
-                g[k], r[k] = pg, pr
+        g = pg.expand(len(pils), -1).clone()
+        r = None
+        if grid:
+            pr = pool_regions(pr.unsqueeze(0), region_grid)[0]
+            r = pr.expand(len(pils), *pr.shape).clone()
+        if idx:
+            at = torch.tensor(idx, device=g.device)
+            g[at] = gi
+            if grid:
+                r[at] = ri
     out = {"image_global": g, "image_present": present.to(device)}
-    if regions in ("grid", "both"):
-        out["image_regions"] = pool_regions(r.float(), region_grid)
+    if grid:
+        out["image_regions"] = r
     if regions in ("objects", "both"):
         if source is None:
             raise ConfigError("data.regions=objects/both needs a detector (RegionSource)")

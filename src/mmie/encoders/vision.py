@@ -187,9 +187,10 @@ class VisionEncoder(nn.Module):
     def _preprocessing_spec(self) -> Any:
         raise NotImplementedError
 
-    def _feature_state(self) -> list[tuple[str, torch.Tensor]]:
-        """The tensors that determine the features (classifier heads excluded)."""
-        return list(self.state_dict().items())
+    def _feature_state(self, keep_vars: bool = False) -> list[tuple[str, torch.Tensor]]:
+        """The tensors that determine the features (classifier heads excluded); with
+        ``keep_vars`` the parameter and buffer objects themselves (stable ids)."""
+        return list(self.state_dict(keep_vars=keep_vars).items())
 
     # -- shared
     def _finish(self) -> None:
@@ -248,7 +249,9 @@ class VisionEncoder(nn.Module):
         """``<name>-<16 hex>``: a hash of name, weights, preprocessing and feature version.
 
         Recomputed when any weight tensor is replaced or changed in place."""
-        state = self._feature_state()
+        # the live tensors (state_dict() detaches: new objects every call, so their ids never
+        # matched and every lookup re-hashed the weights, ~15 ms for Lite0)
+        state = self._feature_state(keep_vars=True)
         key = tuple((k, id(t), t._version) for k, t in state)
         if self._identity_memo is not None and self._identity_memo[0] == key:
             return self._identity_memo[1]
@@ -452,8 +455,8 @@ class TimmVisionEncoder(VisionEncoder):
             return None
         return ts[:k], after
 
-    def _feature_state(self):
-        state = self.model.state_dict()
+    def _feature_state(self, keep_vars=False):
+        state = self.model.state_dict(keep_vars=keep_vars)
         clf = self.model.pretrained_cfg.get("classifier") if self.keep_classifier else None
         prefixes = (clf,) if isinstance(clf, str) else tuple(clf or ())
         return [(k, v) for k, v in state.items()
