@@ -145,10 +145,11 @@ class ModelConfig:
     dropout: float = 0.1
     fusion: str = "cross"
     """``model.type=fusion``: cross (the cross-modal attention MMIB uses) | concat"""
-    fusion_init: str = "random"
-    """``model.fusion=concat``: random (the layer's default initialisation) | identity (the
-    text half starts as the identity and the image half at zero, so the fused tokens start
-    equal to the text tokens and a post without a picture starts as text-only)"""
+    fusion_init: str = "identity"
+    """``model.fusion=concat``: identity (default: the text half starts as the identity and
+    the image half at zero, so the fused tokens start equal to the text tokens and a post
+    without a picture starts as text-only) | random (the layer's default initialisation, the
+    default before 2026-12-03: docs/results.md)"""
     use_regions: bool = True
     """Feed the region grid (not only the global vector) to fusion."""
     region_grid: int = 3
