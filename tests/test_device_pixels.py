@@ -220,11 +220,21 @@ def test_load_refuses_bad_decode_and_device_values(tiny_run):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_nvjpeg_decode_close_to_the_cpu(lite0):
+    # nvJPEG upsamples chroma differently from libjpeg: at a sharp colour edge (the red corner
+    # here) single pixels differ by tens of levels (H200: max 76), elsewhere by one or none
     datas = [_jpeg(_photo(90 + 7 * k, 130 - 5 * k, seed=k), orientation=1 + k) for k in range(6)]
     pics = [read_picture(d) for d in datas]
     dp = DevicePixels(lite0)
     gpu = dp(pics, "cuda")
     cpu = dp(pics, "cpu")
     assert gpu.device.type == "cuda" and dp.counts["device"] == 12
-    diff = (gpu.cpu() - cpu).abs()
-    assert diff.max().item() <= 4 * LEVEL + 1e-6 and diff.mean().item() < LEVEL
+    diff = (gpu.cpu() - cpu).abs() / LEVEL
+    far = (diff > 4).float().mean().item()
+    assert diff.mean().item() < 1.0 and far < 0.02, (diff.mean().item(), far, diff.max().item())
+    import copy
+
+    on_gpu = copy.deepcopy(lite0).to("cuda")  # the module's fixture stays on the CPU
+    with torch.no_grad():
+        g1, _ = on_gpu(gpu)
+        g2, _ = on_gpu(cpu.cuda())
+    assert torch.nn.functional.cosine_similarity(g1, g2).min().item() > 0.99
