@@ -157,10 +157,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", help="write results as JSONL here (default: stdout)")
     pr.add_argument("--device", default="cpu", help="where the model runs: cpu (default), "
                     "cuda, cuda:1, ...")
-    pr.add_argument("--image-decode", choices=["host", "device"], default="host",
+    pr.add_argument("--image-decode", choices=["host", "device", "nvjpeg"], default="host",
                     help="host (default): pictures decoded and resized with Pillow; device: "
-                    "JPEGs decoded and resized on --device (nvJPEG on a GPU), pixels within "
-                    "about one grey level of host")
+                    "JPEGs decoded by libjpeg-turbo, resized on --device (pixels within 2 "
+                    "grey levels of host); nvjpeg: decoded on the GPU too (further off)")
 
     # extract ---------------------------------------------------------------------------------
     ex = add("extract", "raw post (+ picture) -> entities and relations (NER then RE)")

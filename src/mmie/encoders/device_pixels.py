@@ -1,17 +1,19 @@
-"""New pictures to pixel values on the model's device: JPEG decoded there (nvJPEG on a GPU,
-libjpeg-turbo on the CPU, through ``torchvision.io.decode_jpeg``) and resized / cropped /
-normalised as tensors, so the host does no per-pixel work.
+"""New pictures to pixel values on the model's device: JPEGs decoded by libjpeg-turbo on the
+host's thread pool (or by nvJPEG on the GPU) through ``torchvision.io.decode_jpeg``, then
+resized / cropped / normalised as tensors on the device, so the host does no per-pixel
+Python work.
 
-The opt-in fast path of prediction (``mmie.load(..., image_decode="device")``); the default
-path decodes with Pillow on the host (:mod:`mmie.data.images`). What stays the same: every
-check before decoding (missing, empty, too many bytes or pixels, unidentifiable, corrupt or
-truncated -- :class:`~mmie.errors.ImageError` naming the picture, the first bad one in order),
-EXIF orientation, RGB. What differs: the resize runs on tensors (torchvision's antialiased
-bicubic, not Pillow's) and nvJPEG's IDCT is not libjpeg's, so the pixels differ from the host
-path by about one grey level (tested on the CPU: at most 2 of 255, features within 1e-2
-cosine). Pictures that are not baseline/progressive RGB or grey JPEG (PNG, CMYK JPEG, ...), PIL
-images, and a JPEG the device decoder refuses go through the host decoder instead; every such
-picture is counted (:attr:`DevicePixels.counts`), none is dropped or blanked.
+The opt-in fast path of prediction (``mmie.load(..., image_decode="device" | "nvjpeg")``);
+the default path decodes and transforms with Pillow on the host (:mod:`mmie.data.images`).
+What stays the same: every check before decoding (missing, empty, too many bytes or pixels,
+unidentifiable, corrupt or truncated -- :class:`~mmie.errors.ImageError` naming the picture,
+the first bad one in order), EXIF orientation, RGB. What differs: the resize runs on tensors
+(torchvision's antialiased bicubic, not Pillow's): with libjpeg decoding the pixels are within
+2 grey levels of the host path (mean 0.003 levels on real photos, tested); nvJPEG (``nvjpeg``)
+also decodes differently (H200, 160 px photos: mean 1.1 levels, p99 15, features cosine mean
+0.993, min 0.92; ``results/speed/device_decode_h200.json``). Pictures that are not RGB / grey
+JPEG (PNG, CMYK JPEG, ...), PIL images, and a JPEG ``decode_jpeg`` refuses go through Pillow;
+every such picture is counted (:attr:`DevicePixels.counts`), none is dropped or blanked.
 """
 
 from __future__ import annotations
@@ -129,14 +131,22 @@ def _recipe(vision) -> _Recipe:
                    torch.as_tensor(ts[3].std, dtype=torch.float32).clone().view(3, 1, 1))
 
 
+DECODERS = ("libjpeg", "nvjpeg")
+
+
 class DevicePixels:
     """Pictures -> ``pixel_values`` ``[N, 3, H, W]`` float32 on a device, by a timm encoder's
-    eval transform done on tensors there. ``counts``: ``device`` (JPEGs decoded by
-    ``decode_jpeg`` on the target device), ``host`` (non-JPEG or PIL pictures, decoded by
-    Pillow), ``fallback`` (JPEGs the device decoder refused and Pillow decoded)."""
+    eval transform done on tensors there. ``decoder``: ``libjpeg`` (``decode_jpeg`` on the
+    host's thread pool, libjpeg-turbo as in Pillow: the same pixels; then moved to the device)
+    or ``nvjpeg`` (``decode_jpeg`` on the CUDA device itself; on the CPU the same as libjpeg).
+    ``counts``: ``device`` (JPEGs decoded by ``decode_jpeg``), ``host`` (non-JPEG or PIL
+    pictures, decoded by Pillow), ``fallback`` (JPEGs ``decode_jpeg`` refused, Pillow decoded)."""
 
-    def __init__(self, vision):
+    def __init__(self, vision, decoder: str = "libjpeg"):
+        if decoder not in DECODERS:
+            raise ConfigError(f"decoder={decoder!r} is not one of {', '.join(DECODERS)}")
         self.recipe = _recipe(vision)
+        self.decoder = decoder
         self.counts = {"device": 0, "host": 0, "fallback": 0}
 
     def decode(self, pictures: Sequence[Any], device: torch.device | str) -> list[torch.Tensor]:
@@ -156,16 +166,19 @@ class DevicePixels:
             with warnings.catch_warnings():
                 # torchvision >= 0.23 points to torchcodec; decode_jpeg is still its decoder
                 warnings.simplefilter("ignore", DeprecationWarning)
+                on = device if self.decoder == "nvjpeg" else torch.device("cpu")
                 try:
-                    decoded = _decode_many(decode_jpeg, raw, ImageReadMode.RGB, device)
+                    decoded = _decode_many(decode_jpeg, raw, ImageReadMode.RGB, on)
                 except RuntimeError:  # one bad picture fails the batch: find it, in order
                     decoded = []
                     for r in raw:
                         try:
                             decoded.append(_decode_many(decode_jpeg, [r], ImageReadMode.RGB,
-                                                        device)[0])
+                                                        on)[0])
                         except RuntimeError:
                             decoded.append(None)
+                if on != device:
+                    decoded = _to_device(decoded, device)
             for k, x in zip(jpegs, decoded):
                 p = pictures[k]
                 if x is None or tuple(x.shape) != (3, p.size[1], p.size[0]):
@@ -207,6 +220,24 @@ def _decode_many(decode_jpeg, raw, mode, device: torch.device) -> list[torch.Ten
     if device.type == "cuda":
         return list(decode_jpeg(raw, mode=mode, device=device))
     return map_images(lambda r: decode_jpeg(r, mode=mode), raw)  # libjpeg-turbo, GIL released
+
+
+def _to_device(xs: list, device: torch.device) -> list:
+    """Host tensors (``None`` kept) to ``device`` in one copy (one buffer, then views)."""
+    if device.type != "cuda":
+        return [None if x is None else x.to(device) for x in xs]
+    live = [x for x in xs if x is not None]
+    if not live:
+        return list(xs)
+    flat = torch.cat([x.reshape(-1) for x in live]).to(device)
+    out, at = [], 0
+    for x in xs:
+        if x is None:
+            out.append(None)
+            continue
+        out.append(flat[at:at + x.numel()].view(x.shape))
+        at += x.numel()
+    return out
 
 
 def _from_pil(im: Any, device: torch.device) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from safetensors import safe_open
 
 import mmie
-from mmie.data.images import load_images, map_images
+from mmie.data.images import load_images
 from mmie.data.schema import Example, Relation, Span
 from mmie.encoders.device_pixels import DevicePixels, read_picture
 from mmie.encoders.regions import featurize_pictures
@@ -29,7 +29,7 @@ from mmie.inference.outputs import Relation as RelationResult
 from mmie.inference.request import MAX_WORDS, Request, validate_item
 from mmie.models.factory import load_pretrained
 
-IMAGE_DECODE = ("host", "device")
+IMAGE_DECODE = ("host", "device", "nvjpeg")
 
 class Predictor:
     """A loaded model ready for prediction (``mmie.load``).
@@ -68,12 +68,14 @@ class Predictor:
         self.max_words = MAX_WORDS
         self.image_decode = image_decode
         self.device_pixels = None
-        if image_decode == "device" and getattr(model, "vision", None) is not None:
+        if image_decode != "host" and getattr(model, "vision", None) is not None:
             if run_cfg.data.regions != "grid":
-                raise MMIEError(f"image_decode='device' needs a model of data.regions=grid; "
+                raise MMIEError(f"image_decode={image_decode!r} needs a model of data.regions=grid; "
                                 f"this one uses {run_cfg.data.regions!r} (the detector takes "
                                 "host pictures): use image_decode='host'")
-            self.device_pixels = DevicePixels(model.vision)  # ConfigError for other transforms
+            # ConfigError for other transforms
+            self.device_pixels = DevicePixels(
+                model.vision, decoder="nvjpeg" if image_decode == "nvjpeg" else "libjpeg")
 
     @property
     def task_name(self) -> str:
@@ -107,7 +109,7 @@ class Predictor:
         reqs = [self.validate(item, n) for n, item in enumerate(items, start=start)]
         sources = [r.image for r in reqs]
         # decoded (or, for the device, read and checked) in parallel, errors in order
-        pils = (map_images(read_picture, sources) if self.device_pixels is not None
+        pils = ([read_picture(s) for s in sources] if self.device_pixels is not None
                 else load_images(sources))
         for r, im in zip(reqs, pils):
             r.image = im
@@ -138,7 +140,7 @@ class Predictor:
         data = self.cfg.data
         pixels = None
         if self.device_pixels is not None:
-            pils = map_images(read_picture, images)
+            pils = [read_picture(s) for s in images]  # header only: Python, no gain on a pool
             pixels = self.device_pixels([p for p in pils if p is not None], self.device)
         else:
             pils = load_images(images)
@@ -271,10 +273,11 @@ def load(path: str | Path, device: str | torch.device = "cpu",
     docs/performance.md). Off by default: each new batch shape pays a capture.
 
     ``image_decode``: ``"host"`` (default) decodes and transforms new pictures with Pillow;
-    ``"device"`` decodes JPEGs on ``device`` (nvJPEG on a GPU) and resizes them there as
-    tensors (:mod:`mmie.encoders.device_pixels`): the same checks and errors, pixels within
-    about one grey level of the host path, so scores can differ in the last digits. For
-    models of ``data.regions=grid``.
+    ``"device"`` decodes JPEGs with libjpeg-turbo on the host's threads and resizes them on
+    ``device`` as tensors; ``"nvjpeg"`` decodes them on the GPU too
+    (:mod:`mmie.encoders.device_pixels`): the same checks and errors; pixels within 2 grey
+    levels of the host path with ``"device"``, further with ``"nvjpeg"`` (its own chroma
+    upsampling and IDCT), so scores can differ. For models of ``data.regions=grid``.
     """
     try:
         device = torch.device(device)
