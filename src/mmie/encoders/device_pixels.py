@@ -10,8 +10,9 @@ unidentifiable, corrupt or truncated -- :class:`~mmie.errors.ImageError` naming 
 the first bad one in order), EXIF orientation, RGB. What differs: the resize runs on tensors
 (torchvision's antialiased bicubic, not Pillow's): with libjpeg decoding the pixels are within
 2 grey levels of the host path (mean 0.003 levels on real photos, tested); nvJPEG (``nvjpeg``)
-also decodes differently (H200, 160 px photos: mean 1.1 levels, p99 15, features cosine mean
-0.993, min 0.92; ``results/speed/device_decode_h200.json``). Pictures that are not RGB / grey
+is experimental: on an H200 its pixels were off by a mean 1.1 levels (p99 15, features cosine
+min 0.92) on 160 px photos, more than chroma upsampling explains, measured before the stream
+wait below was added (``results/speed/call4/device_decode_h200.json``); not re-measured since. Pictures that are not RGB / grey
 JPEG (PNG, CMYK JPEG, ...), PIL images, and a JPEG ``decode_jpeg`` refuses go through Pillow;
 every such picture is counted (:attr:`DevicePixels.counts`), none is dropped or blanked.
 """
@@ -218,6 +219,11 @@ class DevicePixels:
 
 def _decode_many(decode_jpeg, raw, mode, device: torch.device) -> list[torch.Tensor]:
     if device.type == "cuda":
+        # nvJPEG's hardware engine (A100 / H100 / H200) writes its outputs without waiting for
+        # the caller's stream, so it can overwrite memory that queued kernels still read
+        # (pytorch/vision#9606; torchcodec waits for the stream first, meta-pytorch/torchcodec
+        # #1634): nothing may be in flight when it starts
+        torch.cuda.current_stream(device).synchronize()
         return list(decode_jpeg(raw, mode=mode, device=device))
     return map_images(lambda r: decode_jpeg(r, mode=mode), raw)  # libjpeg-turbo, GIL released
 
