@@ -922,6 +922,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(args.sections)
     res: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, "benchmarks/speed.py", *argv]),
+        "commit": os.environ.get("MMIE_COMMIT") or _cmd(["git", "-C", str(ROOT), "rev-parse",
+                                                          "--short", "HEAD"]),
         "machine": machine_info(device), "load": load,
         "params": {"synthetic_size": args.synthetic_size, "batch_size": args.batch_size,
                    "min_warmup": args.warmup, "max_warmup": args.max_warmup,
