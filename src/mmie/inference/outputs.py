@@ -97,12 +97,20 @@ def task_of(result: Any) -> str:
     return "ner"
 
 
+_PLAIN = frozenset((str, int, float, bool))
+_FIELDS: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names
+
+
 def to_json(value: Any) -> Any:
     """Typed outputs (and anything holding them) -> plain JSON values: dataclasses become
     dicts without their ``None`` fields, tuples lists, numpy / torch scalars Python numbers."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if getattr(value, f.name) is not None}
+    if value is None or type(value) in _PLAIN:  # the leaves, most calls: nothing to convert
+        return value
+    names = _FIELDS.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {n: to_json(v) for n in names if (v := getattr(value, n)) is not None}
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
