@@ -108,7 +108,9 @@ class Predictor:
         in :meth:`image_inputs`)."""
         reqs = [self.validate(item, n) for n, item in enumerate(items, start=start)]
         sources = [r.image for r in reqs]
-        # decoded (or, for the device, read and checked) in parallel, errors in order
+        # decoded in parallel (host), or read and checked in a plain loop (device modes: the
+        # header work is GIL-bound Python; a PNG among them decodes there, on this thread);
+        # either way the first bad picture in order raises
         pils = ([read_picture(s) for s in sources] if self.device_pixels is not None
                 else load_images(sources))
         for r, im in zip(reqs, pils):
@@ -276,8 +278,9 @@ def load(path: str | Path, device: str | torch.device = "cpu",
     ``"device"`` decodes JPEGs with libjpeg-turbo on the host's threads and resizes them on
     ``device`` as tensors; ``"nvjpeg"`` decodes them on the GPU too
     (:mod:`mmie.encoders.device_pixels`): the same checks and errors; pixels within 2 grey
-    levels of the host path with ``"device"``, further with ``"nvjpeg"`` (its own chroma
-    upsampling and IDCT), so scores can differ. For models of ``data.regions=grid``.
+    levels of the host path with ``"device"``; ``"nvjpeg"`` is experimental (measured further
+    off on an H200, docs/api.md). Scores can differ in their last digits. For models of
+    ``data.regions=grid``; meant for JPEG pictures (others decode with Pillow on one thread).
     """
     try:
         device = torch.device(device)
