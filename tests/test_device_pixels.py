@@ -249,3 +249,43 @@ def test_nvjpeg_decode_close_to_the_cpu(lite0):
         g2, _ = on_gpu(cpu.cuda())
     # H200: 0.986-0.995 on these sharp-edged pictures (nvJPEG's chroma upsampling)
     assert torch.nn.functional.cosine_similarity(g1, g2).min().item() > 0.97
+
+
+def test_pipeline_device_decode_matches_host(lite0_run, tmp_path):
+    """mmie.pipeline(..., image_decode='device'): the same entities and relations as the host
+    path; an RE model on the host path takes the pictures the NER model only read."""
+    import mmie
+
+    re_run = get_run("mmib_re_lite0", *COMBOS["mmib_re"], "model.vision_encoder=efficientnet_lite0")
+    items = [{"text": " ".join(it["tokens"]), **({"image": it["image"]} if "image" in it else {})}
+             for it in _jpeg_items(tmp_path, n=6)]
+    host = mmie.pipeline(ner=lite0_run.out / "model", re=re_run.out / "model",
+                         type_constraints=False)
+    dev = mmie.pipeline(ner=lite0_run.out / "model", re=re_run.out / "model",
+                        type_constraints=False, image_decode="device")
+    mixed = mmie.pipeline(ner=mmie.load(lite0_run.out / "model", image_decode="device"),
+                          re=mmie.load(re_run.out / "model"), type_constraints=False)
+
+    def key(out):
+        return [([(e["start"], e["end"], e["type"]) for e in o["entities"]],
+                 [(r["head"], r["tail"], r["label"]) for r in o["relations"]]) for o in out]
+
+    want = key(host.extract_batch(items))
+    assert key(dev.extract_batch(items)) == want
+    assert key(mixed.extract_batch(items)) == want
+    assert dev.ner.info()["image_decode_counts"]["device"] == 5
+
+
+def test_host_predictor_takes_pictures_read_for_the_device(lite0_run, tmp_path):
+    """A host-path predictor given EncodedPictures (read, not decoded, by a device-mode one in
+    the same pipeline) decodes them with Pillow: the same image inputs as from the files."""
+    import mmie
+
+    host = mmie.load(lite0_run.out / "model")
+    paths = [it.get("image") for it in _jpeg_items(tmp_path, n=6)]
+    read = [read_picture(p) for p in paths]
+    assert sum(isinstance(p, EncodedPicture) for p in read) == 5
+    a, b = host.image_inputs(paths), host.image_inputs(read)
+    assert set(a) == set(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

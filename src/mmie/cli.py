@@ -171,6 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--input")
     ex.add_argument("--output")
     ex.add_argument("--no-type-constraints", action="store_true")
+    ex.add_argument("--device", default="cpu", help="where the models run (cpu, cuda, ...)")
+    ex.add_argument("--image-decode", choices=["host", "device", "nvjpeg"], default="host",
+                    help="as for predict")
 
     # serve / plot / demo -----------------------------------------------------------------------
     s = add("serve", "HTTP service and web page for a saved model")
@@ -381,7 +384,8 @@ def cmd_extract(a: argparse.Namespace) -> int:
     if a.input is None and a.text is None:
         raise MMIEError("give --text (and optionally --image) or --input FILE.jsonl")
     check_output_file(a.output)
-    pipe = pipeline(ner=a.ner, re=a.re, type_constraints=not a.no_type_constraints)
+    pipe = pipeline(ner=a.ner, re=a.re, type_constraints=not a.no_type_constraints,
+                    device=a.device, image_decode=a.image_decode)
     if a.input:
         items = _read_jsonl_items(a.input)
         _write_results(pipe.extract_batch(items, progress=True), a.output)

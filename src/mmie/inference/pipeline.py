@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mmie.data.images import load_images
+from mmie.encoders.device_pixels import read_picture
 from mmie.data.schema import Example, Relation, Span
 from mmie.errors import ConfigError, DataError
 from mmie.inference.outputs import EntityPair, Extraction, to_json
@@ -203,7 +204,12 @@ class Pipeline:
             req, c = self._check_item(offset + n, item)
             reqs.append(req)
             cands.append(c)
-        pils = load_images([r.image for r in reqs])
+        sources = [r.image for r in reqs]
+        # read and checked only (decoded on the device) when a model decodes there; a host
+        # model turns such a picture into a PIL image in its image_inputs
+        pils = ([read_picture(s) for s in sources]
+                if any(p.device_pixels is not None for p in (self.ner, self.re))
+                else load_images(sources))
         cache: dict[int, Any] = {}
 
         # NER: all posts of the chunk in one forward pass
@@ -271,13 +277,17 @@ class Pipeline:
 
 def pipeline(ner: str | Path | Predictor | None = None, re: str | Path | Predictor | None = None,
              *, type_constraints: bool = True, device: str | torch.device = "cpu",
-             post_batch_size: int = 32, pair_batch_size: int = 64) -> Pipeline:
+             post_batch_size: int = 32, pair_batch_size: int = 64,
+             image_decode: str = "host") -> Pipeline:
     """An extraction pipeline from an NER and an RE model (directories or loaded
     :class:`~mmie.inference.predictor.Predictor` objects); ``ner=DIR`` alone reads
-    ``DIR/ner`` and ``DIR/re``."""
+    ``DIR/ner`` and ``DIR/re``. ``image_decode``: as :func:`mmie.load`, for the models
+    loaded here from directories."""
     ner, re = _resolve_pair(ner, re)
-    ner_p = ner if isinstance(ner, Predictor) else load(ner, device=device)
-    re_p = re if isinstance(re, Predictor) else load(re, device=device)
+    ner_p = ner if isinstance(ner, Predictor) else load(ner, device=device,
+                                                          image_decode=image_decode)
+    re_p = re if isinstance(re, Predictor) else load(re, device=device,
+                                                     image_decode=image_decode)
     return Pipeline(ner_p, re_p, type_constraints=type_constraints,
                     post_batch_size=post_batch_size, pair_batch_size=pair_batch_size)
 

@@ -19,9 +19,9 @@ import torch
 from safetensors import safe_open
 
 import mmie
-from mmie.data.images import load_images
+from mmie.data.images import decode_image_bytes, load_images
 from mmie.data.schema import Example, Relation, Span
-from mmie.encoders.device_pixels import DevicePixels, read_picture
+from mmie.encoders.device_pixels import DevicePixels, EncodedPicture, read_picture
 from mmie.encoders.regions import featurize_pictures
 from mmie.errors import MMIEError
 from mmie.inference.outputs import Entity, Prediction, Typing, to_json
@@ -144,8 +144,9 @@ class Predictor:
         if self.device_pixels is not None:
             pils = [read_picture(s) for s in images]  # header only: Python, no gain on a pool
             pixels = self.device_pixels([p for p in pils if p is not None], self.device)
-        else:
-            pils = load_images(images)
+        else:  # a picture another (device-mode) predictor read but did not decode: Pillow
+            pils = load_images([decode_image_bytes(p.data, p.path)
+                                if isinstance(p, EncodedPicture) else p for p in images])
         return featurize_pictures(vision, pils, region_grid=self.cfg.model.region_grid,
                                   regions=data.regions, max_objects=data.max_objects,
                                   source=self._region_source(), device=self.device,
