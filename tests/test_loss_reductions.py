@@ -165,3 +165,22 @@ def test_vib_init_logvar_sets_both_bottlenecks_sampling_noise(init):
     expected = torch.exp(0.5 * out.logvar).mean().item()
     assert abs(noise_std - expected) < 0.15 * expected
     assert abs(out.logvar.mean().item() - init) < 1.0
+
+
+def test_vib_init_mean_identity_starts_the_mean_as_the_block_output():
+    """``model.vib_init_mean=identity``: both mean heads start as ``I`` with zero bias, so in
+    eval mode ``z = mu`` equals the self-attention block's output; ``random`` does not."""
+    model, _, cfg = _model("mmib", "ner", _ner_examples(), "model.vib_init_mean=identity")
+    assert cfg.model.mmib.vib_init_mean == "identity"
+    x = torch.randn(3, 5, model.vib_text.dim)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    for vib in (model.vib_text, model.vib_image):
+        vib.eval()
+        block = vib.mu_block(x, ~mask)
+        torch.testing.assert_close(vib(x, mask).mu, block)
+    rand, _, _ = _model("mmib", "ner", _ner_examples())
+    rand.vib_text.eval()
+    assert not torch.allclose(rand.vib_text(x, mask).mu, rand.vib_text.mu_block(x, ~mask),
+                              atol=1e-3)
+    with pytest.raises(Exception, match="vib_init_mean"):
+        _model("mmib", "ner", _ner_examples(), "model.vib_init_mean=zeros")

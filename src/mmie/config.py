@@ -99,6 +99,10 @@ class MMIBConfig:
     """Initial bias of both bottlenecks' log-variance heads: 0 (the released code's default
     initialisation, unit variance, i.e. sampling noise above the means' scale at the start) |
     a negative value (e.g. -4: sigma = 0.14) starts training with less noise."""
+    vib_init_mean: str = "random"
+    """Initialisation of both bottlenecks' mean heads: random (PyTorch's, as the released code)
+    | identity (the mean starts as the attention block's output, not a random linear map of
+    it: the same question as model.fusion_init for simple fusion)."""
 
 
 @dataclass
@@ -244,6 +248,7 @@ class RunConfig:
         _choice("model.task", self.model.task, registry.CONFIG_TASKS)
         _choice("model.fusion", self.model.fusion, ("cross", "concat"))
         _choice("model.fusion_init", self.model.fusion_init, ("random", "identity"))
+        _choice("model.vib_init_mean", self.model.mmib.vib_init_mean, ("random", "identity"))
         _choice("model.alignment_estimator", self.model.mmib.alignment_estimator,
                 ("discriminator", "infonce"))
         _choice("model.gating", self.model.mg_vmoe.gating, ("dense", "topk"))

@@ -38,7 +38,7 @@ class MMIBModel(MMIEModel):
         opt = cfg.mmib
         if opt.refinement:
             vib = dict(num_heads=_heads(H), attention=opt.vib_attention, dropout=cfg.dropout,
-                       init_logvar=opt.vib_init_logvar)
+                       init_logvar=opt.vib_init_logvar, init_mean=opt.vib_init_mean)
             self.vib_text = VariationalEncoder(H, H, **vib)
             self.vib_image = VariationalEncoder(H, H, **vib)
         if cfg.mmib.alignment and cfg.mmib.alignment_estimator == "discriminator":

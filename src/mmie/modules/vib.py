@@ -107,6 +107,10 @@ class VariationalEncoder(nn.Module):
         init_logvar: initial value of the log-variance head's bias. 0.0 (default) starts
             from unit variance, the neutral PyTorch initialisation; a negative value (e.g.
             -4) starts training with less sampling noise.
+        init_mean: ``random`` (default, PyTorch's initialisation of the mean head) or
+            ``identity`` (the mean head starts as the identity with zero bias, so the mean
+            starts as the attention block's output, not a random map of it; needs
+            ``latent_dim == dim``).
 
     ``forward(x [B, T, D], mask [B, T] bool, True = valid) -> VIBOutput``. Padded positions
     are excluded as attention keys; a row with no valid position (e.g. a post without an
@@ -117,9 +121,16 @@ class VariationalEncoder(nn.Module):
     """
 
     def __init__(self, dim: int, latent_dim: int | None = None, *, num_heads: int = 8,
-                 attention: bool = True, dropout: float = 0.1, init_logvar: float = 0.0):
+                 attention: bool = True, dropout: float = 0.1, init_logvar: float = 0.0,
+                 init_mean: str = "random"):
         super().__init__()
         latent_dim = dim if latent_dim is None else latent_dim
+        if init_mean not in ("random", "identity"):
+            raise ValueError(f"VariationalEncoder: init_mean={init_mean!r}, expected random or "
+                             "identity")
+        if init_mean == "identity" and latent_dim != dim:
+            raise ValueError(f"VariationalEncoder: init_mean='identity' needs latent_dim == dim "
+                             f"({latent_dim} != {dim})")
         self.dim, self.latent_dim, self.attention = dim, latent_dim, attention
         if attention:
             if dim % num_heads:
@@ -133,6 +144,9 @@ class VariationalEncoder(nn.Module):
         self.logvar_head = nn.Linear(dim, latent_dim)
         with torch.no_grad():
             self.logvar_head.bias.add_(init_logvar)
+            if init_mean == "identity":
+                self.mu_head.weight.copy_(torch.eye(dim))
+                self.mu_head.bias.zero_()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> VIBOutput:
         if x.dim() != 3 or x.shape[-1] != self.dim:
