@@ -30,7 +30,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from mmie.errors import ImageError
 
 __all__ = ["POLICIES", "IMAGE_SUFFIXES", "resolve_image", "ImageLoader", "load_image",
-           "read_image_bytes", "decode_image_bytes", "open_image_header", "load_images", "map_images", "image_workers", "blank_image", "probe_size"]
+           "read_image_bytes", "decode_image_bytes", "open_image_header", "load_images",
+           "map_images", "image_workers", "blank_image", "probe_size"]
 
 POLICIES = ("error", "skip", "blank")
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg")

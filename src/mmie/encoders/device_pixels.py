@@ -12,9 +12,10 @@ the first bad one in order), EXIF orientation, RGB. What differs: the resize run
 2 grey levels of the host path (mean 0.003 levels on real photos, tested); nvJPEG (``nvjpeg``)
 is experimental: on an H200 its pixels were off by a mean 1.1 levels (p99 15, features cosine
 min 0.92) on 160 px photos, more than chroma upsampling explains, measured before the stream
-wait below was added (``results/speed/call4/device_decode_h200.json``); not re-measured since. Pictures that are not RGB / grey
-JPEG (PNG, CMYK JPEG, ...), PIL images, and a JPEG ``decode_jpeg`` refuses go through Pillow;
-every such picture is counted (:attr:`DevicePixels.counts`), none is dropped or blanked.
+wait below was added (``results/speed/call4/device_decode_h200.json``); not re-measured since.
+Pictures that are not RGB / grey JPEG (PNG, CMYK JPEG, ...), PIL images, and a JPEG
+``decode_jpeg`` refuses go through Pillow; every such picture is counted
+(:attr:`DevicePixels.counts`), none is dropped or blanked.
 """
 
 from __future__ import annotations
@@ -46,10 +47,6 @@ class EncodedPicture:
     size: tuple[int, int]      # (width, height) before orientation
     orientation: int = 1       # EXIF orientation tag, 1 = as stored
 
-    @property
-    def where(self) -> str:
-        return str(self.path) if self.path is not None else "<bytes>"
-
 
 def read_picture(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> "EncodedPicture | Any":
@@ -60,7 +57,8 @@ def read_picture(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES,
     if source is None or isinstance(source, EncodedPicture):
         return source
     if not isinstance(source, (str, Path, bytes, bytearray, memoryview)):
-        return load_image(source, max_bytes=max_bytes, max_pixels=max_pixels)  # PIL, or a clear error
+        # a PIL image, or the host path's clear error for anything else
+        return load_image(source, max_bytes=max_bytes, max_pixels=max_pixels)
     data, path = read_image_bytes(source, max_bytes=max_bytes)
     with open_image_header(data, path, max_pixels=max_pixels) as im:
         fmt, mode, size = im.format, im.mode, im.size
@@ -113,23 +111,27 @@ def _recipe(vision) -> _Recipe:
     encoder, as numbers; :class:`ConfigError` for any other transform."""
     from torchvision import transforms as T
 
-    ts = list(getattr(getattr(vision, "_transform", None), "transforms", []))
-    names = [type(t).__name__ for t in ts]
-    ok = (len(ts) == 4 and isinstance(ts[0], T.Resize) and isinstance(ts[1], T.CenterCrop)
-          and names[2] in ("ToTensor", "MaybeToTensor") and isinstance(ts[3], T.Normalize))
-    size = ts[0].size if ok else None
+    # the encoder's own split of its transform into picture steps and tensor steps
+    split = getattr(vision, "_split_transform", lambda: None)()
+    steps, after = split if split is not None else ([], [])
+    ok = (len(steps) == 2 and isinstance(steps[0], T.Resize)
+          and isinstance(steps[1], T.CenterCrop) and len(after) == 1)
+    size = steps[0].size if ok else None
     if isinstance(size, (list, tuple)) and len(size) == 1:
         size = size[0]
-    if not ok or not isinstance(size, int) or ts[0].max_size is not None:
+    if not ok or not isinstance(size, int) or steps[0].max_size is not None:
+        names = [type(t).__name__ for t in
+                 getattr(getattr(vision, "_transform", None), "transforms", [])]
         raise ConfigError(f"image_decode='device' needs the vision encoder's eval transform to "
                           f"be Resize(int), CenterCrop, ToTensor, Normalize; "
                           f"{getattr(vision, 'name', vision)!r} has {names or 'none'}: "
                           "use image_decode='host'")
-    crop = ts[1].size
+    crop = steps[1].size
     crop = (crop, crop) if isinstance(crop, int) else tuple(crop)
-    return _Recipe(size, ts[0].interpolation, (int(crop[0]), int(crop[1])),
-                   torch.as_tensor(ts[3].mean, dtype=torch.float32).clone().view(3, 1, 1),
-                   torch.as_tensor(ts[3].std, dtype=torch.float32).clone().view(3, 1, 1))
+    norm = after[0]
+    return _Recipe(size, steps[0].interpolation, (int(crop[0]), int(crop[1])),
+                   torch.as_tensor(norm.mean, dtype=torch.float32).clone().view(3, 1, 1),
+                   torch.as_tensor(norm.std, dtype=torch.float32).clone().view(3, 1, 1))
 
 
 DECODERS = ("libjpeg", "nvjpeg")

@@ -31,8 +31,6 @@ from typing import Any, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from mmie.data.images import load_images
-from mmie.encoders.device_pixels import read_picture
 from mmie.data.schema import Example, Relation, Span
 from mmie.errors import ConfigError, DataError
 from mmie.inference.outputs import EntityPair, Extraction, to_json
@@ -204,12 +202,10 @@ class Pipeline:
             req, c = self._check_item(offset + n, item)
             reqs.append(req)
             cands.append(c)
-        sources = [r.image for r in reqs]
-        # read and checked only (decoded on the device) when a model decodes there; a host
-        # model turns such a picture into a PIL image in its image_inputs
-        pils = ([read_picture(s) for s in sources]
-                if any(p.device_pixels is not None for p in (self.ner, self.re))
-                else load_images(sources))
+        # read by a device-mode model when there is one (a host model's image_inputs decodes
+        # such a picture with Pillow), else decoded by Pillow
+        reader = next((p for p in (self.ner, self.re) if p.device_pixels is not None), self.ner)
+        pils = reader.read_pictures([r.image for r in reqs])
         cache: dict[int, Any] = {}
 
         # NER: all posts of the chunk in one forward pass

@@ -70,9 +70,9 @@ class Predictor:
         self.device_pixels = None
         if image_decode != "host" and getattr(model, "vision", None) is not None:
             if run_cfg.data.regions != "grid":
-                raise MMIEError(f"image_decode={image_decode!r} needs a model of data.regions=grid; "
-                                f"this one uses {run_cfg.data.regions!r} (the detector takes "
-                                "host pictures): use image_decode='host'")
+                raise MMIEError(f"image_decode={image_decode!r} needs a model of "
+                                f"data.regions=grid; this one uses {run_cfg.data.regions!r} "
+                                "(the detector takes host pictures): use image_decode='host'")
             # ConfigError for other transforms
             self.device_pixels = DevicePixels(
                 model.vision, decoder="nvjpeg" if image_decode == "nvjpeg" else "libjpeg")
@@ -107,15 +107,18 @@ class Predictor:
         ``image_decode='device'`` a JPEG is read and checked here and decoded on the device
         in :meth:`image_inputs`)."""
         reqs = [self.validate(item, n) for n, item in enumerate(items, start=start)]
-        sources = [r.image for r in reqs]
-        # decoded in parallel (host), or read and checked in a plain loop (device modes: the
-        # header work is GIL-bound Python; a PNG among them decodes there, on this thread);
-        # either way the first bad picture in order raises
-        pils = ([read_picture(s) for s in sources] if self.device_pixels is not None
-                else load_images(sources))
-        for r, im in zip(reqs, pils):
+        for r, im in zip(reqs, self.read_pictures([r.image for r in reqs])):
             r.image = im
         return reqs
+
+    def read_pictures(self, sources: Sequence[Any]) -> list[Any]:
+        """Pictures (paths, bytes, PIL images or ``None``) as :meth:`image_inputs` takes them:
+        decoded by Pillow in parallel (host), or, in a device mode, read and checked in a plain
+        loop (the header work is GIL-bound Python; a non-JPEG decodes there, on this thread).
+        Either way the first bad picture in order raises its ImageError."""
+        if self.device_pixels is not None:
+            return [read_picture(s) for s in sources]
+        return load_images(sources)
 
     def example(self, req: Request) -> Example:
         """The model-side example of a request: its words, and the given mentions as spans
@@ -142,7 +145,7 @@ class Predictor:
         data = self.cfg.data
         pixels = None
         if self.device_pixels is not None:
-            pils = [read_picture(s) for s in images]  # header only: Python, no gain on a pool
+            pils = self.read_pictures(images)  # already-read pictures pass through
             pixels = self.device_pixels([p for p in pils if p is not None], self.device)
         else:  # a picture another (device-mode) predictor read but did not decode: Pillow
             pils = load_images([decode_image_bytes(p.data, p.path)
