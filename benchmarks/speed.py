@@ -820,10 +820,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--api-jpeg", action="store_true",
                     help="the API rows' pictures re-encoded as JPEG (quality 90) first")
     ap.add_argument("--api-image-decode", nargs="+", default=["host"],
-                    choices=["host", "device"],
-                    help="image_decode of the API rows: host (Pillow) and/or device "
-                    "(decode_jpeg + tensor resize on --device); device rows are compared "
-                    "with the host predictor's outputs")
+                    choices=["host", "device", "nvjpeg"],
+                    help="image_decode of the API rows: host (Pillow), device (libjpeg "
+                    "decode_jpeg + tensor resize on --device) and/or nvjpeg (decoded on the "
+                    "GPU too); non-host rows are compared with the host predictor's outputs "
+                    "(call 4's 'device' rows ran what is now nvjpeg)")
     ap.add_argument("--api-device-batch", type=int, nargs="*", default=None,
                     help="batch sizes of the image_decode=device API rows (default: --api-batch)")
     ap.add_argument("--cache-images", type=int, default=32)
