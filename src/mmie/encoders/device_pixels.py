@@ -9,7 +9,8 @@ What stays the same: every check before decoding (missing, empty, too many bytes
 unidentifiable, corrupt or truncated -- :class:`~mmie.errors.ImageError` naming the picture,
 the first bad one in order), EXIF orientation, RGB. What differs: the resize runs on tensors
 (torchvision's antialiased bicubic, not Pillow's): with libjpeg decoding the pixels are within
-2 grey levels of the host path (mean 0.003 levels on real photos, tested); nvJPEG (``nvjpeg``)
+2 grey levels of the host path (tested; mean 0.0025 levels on real photos,
+``results/speed/device_decode_cpu.json``); nvJPEG (``nvjpeg``)
 is experimental: on an H200 its pixels were off by a mean 1.1 levels (p99 15, features cosine
 min 0.92) on 160 px photos, more than chroma upsampling explains, measured before the stream
 wait below was added (``results/speed/call4/device_decode_h200.json``); not re-measured since.

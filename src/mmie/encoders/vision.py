@@ -250,7 +250,7 @@ class VisionEncoder(nn.Module):
 
         Recomputed when any weight tensor is replaced or changed in place."""
         # the live tensors (state_dict() detaches: new objects every call, so their ids never
-        # matched and every lookup re-hashed the weights, ~15 ms for Lite0)
+        # matched and every lookup re-hashed all the weights)
         state = self._feature_state(keep_vars=True)
         key = tuple((k, id(t), t._version) for k, t in state)
         if self._identity_memo is not None and self._identity_memo[0] == key:
